@@ -1,0 +1,332 @@
+//! The token's claims, and the checks made on them after the signature.
+//!
+//! The rules follow Clerk's `@clerk/backend` where it is strict: `sub` a
+//! non-empty string; `exp` required; `exp`, `nbf` and `iat` compared in
+//! milliseconds after truncating fractional seconds, with the leeway on the
+//! lenient side; `iss` and `azp` matched exactly. jwtgate is stricter in
+//! one place: time claims beyond the range of a JavaScript `Date`
+//! (±8.64e12 s), which Clerk's JS silently accepts, are refused.
+
+use serde::Deserialize;
+use serde_json::Value;
+
+use crate::errors::TokenError;
+use crate::json::{parse_object, present};
+
+/// Seconds beyond which a time claim is refused (the JS `Date` range).
+const MAX_TIME_SECS: f64 = 8.64e12;
+
+/// The claims jwtgate reads; any other claim is ignored.
+#[derive(Debug, Default, Deserialize)]
+pub struct Claims {
+    #[serde(default, deserialize_with = "present")]
+    pub sub: Option<Value>,
+    #[serde(default, deserialize_with = "present")]
+    pub sid: Option<Value>,
+    #[serde(default, deserialize_with = "present")]
+    pub exp: Option<Value>,
+    #[serde(default, deserialize_with = "present")]
+    pub nbf: Option<Value>,
+    #[serde(default, deserialize_with = "present")]
+    pub iat: Option<Value>,
+    #[serde(default, deserialize_with = "present")]
+    pub iss: Option<Value>,
+    #[serde(default, deserialize_with = "present")]
+    pub azp: Option<Value>,
+    #[serde(default, deserialize_with = "present")]
+    pub sts: Option<Value>,
+    /// Session token version: `2` means org data lives in `o`.
+    #[serde(default, deserialize_with = "present")]
+    pub v: Option<Value>,
+    #[serde(default, deserialize_with = "present")]
+    pub o: Option<Value>,
+    #[serde(default, deserialize_with = "present")]
+    pub fea: Option<Value>,
+    #[serde(default, deserialize_with = "present")]
+    pub org_id: Option<Value>,
+    #[serde(default, deserialize_with = "present")]
+    pub org_slug: Option<Value>,
+    #[serde(default, deserialize_with = "present")]
+    pub org_role: Option<Value>,
+    #[serde(default, deserialize_with = "present")]
+    pub org_permissions: Option<Value>,
+    #[serde(default, deserialize_with = "present")]
+    pub act: Option<Value>,
+}
+
+impl Claims {
+    pub fn parse(json: &[u8]) -> Result<Claims, TokenError> {
+        parse_object(json)
+    }
+
+    /// `exp` in whole seconds, once validated.
+    pub fn expiry_secs(&self) -> Option<i64> {
+        self.exp.as_ref()?.as_f64().map(|e| e.trunc() as i64)
+    }
+}
+
+/// What the claims are checked against.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Validation {
+    /// Exact `iss` when set.
+    pub issuer: Option<String>,
+    /// When non-empty, `azp` must be present and one of these.
+    pub authorized_parties: Vec<String>,
+    /// Clock skew allowed on `exp`, `nbf` and `iat`, in milliseconds.
+    pub leeway_ms: i64,
+    /// Accept `sts: "pending"` sessions (Clerk treats them as signed out).
+    pub allow_pending: bool,
+}
+
+impl Validation {
+    /// Checks the claims of a token whose signature already verified.
+    /// `now_ms` is the Unix time in milliseconds.
+    pub fn validate(&self, claims: &Claims, now_ms: i64) -> Result<(), TokenError> {
+        match &claims.sub {
+            Some(Value::String(s)) if !s.is_empty() => {}
+            _ => return Err(TokenError::InvalidSubject),
+        }
+        self.check_authorized_party(claims)?;
+        self.check_issuer(claims)?;
+        let leeway = self.leeway_ms as f64;
+        let now = now_ms as f64;
+        let exp =
+            time_claim(&claims.exp, TokenError::InvalidExpiry)?.ok_or(TokenError::InvalidExpiry)?;
+        if exp <= now - leeway {
+            return Err(TokenError::Expired);
+        }
+        if let Some(nbf) = time_claim(&claims.nbf, TokenError::InvalidNotBefore)? {
+            if nbf > now + leeway {
+                return Err(TokenError::NotActiveYet);
+            }
+        }
+        if let Some(iat) = time_claim(&claims.iat, TokenError::InvalidIssuedAt)? {
+            if iat > now + leeway {
+                return Err(TokenError::IssuedInTheFuture);
+            }
+        }
+        if !self.allow_pending && claims.sts.as_ref().and_then(Value::as_str) == Some("pending") {
+            return Err(TokenError::SessionPending);
+        }
+        Ok(())
+    }
+
+    fn check_authorized_party(&self, claims: &Claims) -> Result<(), TokenError> {
+        if self.authorized_parties.is_empty() {
+            return Ok(());
+        }
+        match &claims.azp {
+            Some(Value::String(azp)) if self.authorized_parties.iter().any(|p| p == azp) => Ok(()),
+            _ => Err(TokenError::InvalidAuthorizedParty),
+        }
+    }
+
+    fn check_issuer(&self, claims: &Claims) -> Result<(), TokenError> {
+        let Some(want) = &self.issuer else {
+            return Ok(());
+        };
+        match &claims.iss {
+            Some(Value::String(iss)) if iss == want => Ok(()),
+            _ => Err(TokenError::InvalidIssuer),
+        }
+    }
+}
+
+/// A NumericDate as milliseconds, seconds truncated toward zero as a JS
+/// `Date` does. `Ok(None)` when absent; `invalid` when present but not a
+/// finite number within the JS `Date` range.
+fn time_claim(value: &Option<Value>, invalid: TokenError) -> Result<Option<f64>, TokenError> {
+    let Some(value) = value else {
+        return Ok(None);
+    };
+    match value.as_f64() {
+        Some(secs) if secs.is_finite() && secs.abs() <= MAX_TIME_SECS => {
+            Ok(Some(secs.trunc() * 1000.0))
+        }
+        _ => Err(invalid),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+    use TokenError::*;
+
+    const NOW: i64 = 1_700_000_000_000;
+
+    fn claims(v: Value) -> Claims {
+        Claims::parse(v.to_string().as_bytes()).unwrap()
+    }
+
+    fn check(validation: &Validation, v: Value) -> Result<(), TokenError> {
+        validation.validate(&claims(v), NOW)
+    }
+
+    fn base() -> Value {
+        json!({"sub": "user_1", "sid": "sess_1", "exp": NOW / 1000 + 60, "iat": NOW / 1000 - 10,
+               "nbf": NOW / 1000 - 10, "iss": "https://clerk.example.com", "azp": "https://app.example.com"})
+    }
+
+    fn with(key: &str, value: Value) -> Value {
+        let mut v = base();
+        if value == json!("<absent>") {
+            v.as_object_mut().unwrap().remove(key);
+        } else {
+            v[key] = value;
+        }
+        v
+    }
+
+    fn strict() -> Validation {
+        Validation {
+            issuer: Some("https://clerk.example.com".into()),
+            authorized_parties: vec!["https://app.example.com".into()],
+            leeway_ms: 5000,
+            allow_pending: false,
+        }
+    }
+
+    #[test]
+    fn a_good_token_passes() {
+        assert_eq!(check(&strict(), base()), Ok(()));
+        assert_eq!(
+            check(
+                &Validation::default(),
+                json!({"sub": "u", "exp": NOW / 1000 + 1})
+            ),
+            Ok(())
+        );
+    }
+
+    #[test]
+    fn subject_must_be_a_non_empty_string() {
+        for bad in [
+            json!("<absent>"),
+            json!(""),
+            json!(null),
+            json!(7),
+            json!(["u"]),
+        ] {
+            assert_eq!(
+                check(&strict(), with("sub", bad.clone())),
+                Err(InvalidSubject),
+                "{bad}"
+            );
+        }
+    }
+
+    #[test]
+    fn exp_boundaries_follow_clerk_with_leeway() {
+        let v = strict();
+        let s = NOW / 1000;
+        // expired when exp*1000 <= now - leeway
+        assert_eq!(check(&v, with("exp", json!(s - 5))), Err(Expired));
+        assert_eq!(check(&v, with("exp", json!(s - 4))), Ok(()));
+        assert_eq!(
+            check(&v, with("exp", json!(s as f64 - 4.1))),
+            Err(Expired),
+            "fraction truncates"
+        );
+        assert_eq!(check(&v, with("exp", json!(s as f64 - 3.1))), Ok(()));
+        assert_eq!(check(&v, with("exp", json!(-1))), Err(Expired));
+        for bad in [
+            json!("<absent>"),
+            json!(null),
+            json!("123"),
+            json!(1e13),
+            json!(true),
+        ] {
+            assert_eq!(
+                check(&v, with("exp", bad.clone())),
+                Err(InvalidExpiry),
+                "{bad}"
+            );
+        }
+    }
+
+    #[test]
+    fn nbf_and_iat_boundaries() {
+        let v = strict();
+        let s = NOW / 1000;
+        assert_eq!(
+            check(&v, with("nbf", json!(s + 5))),
+            Ok(()),
+            "nbf == now + leeway passes"
+        );
+        assert_eq!(check(&v, with("nbf", json!(s + 6))), Err(NotActiveYet));
+        assert_eq!(check(&v, with("nbf", json!(null))), Err(InvalidNotBefore));
+        assert_eq!(check(&v, with("nbf", json!("<absent>"))), Ok(()));
+        assert_eq!(check(&v, with("iat", json!(s + 5))), Ok(()));
+        assert_eq!(check(&v, with("iat", json!(s + 6))), Err(IssuedInTheFuture));
+        assert_eq!(check(&v, with("iat", json!("1"))), Err(InvalidIssuedAt));
+        let no_leeway = Validation {
+            leeway_ms: 0,
+            ..strict()
+        };
+        assert_eq!(check(&no_leeway, with("exp", json!(s))), Err(Expired));
+        assert_eq!(
+            check(&no_leeway, with("nbf", json!(s + 1))),
+            Err(NotActiveYet)
+        );
+    }
+
+    #[test]
+    fn issuer_and_azp_match_exactly() {
+        let v = strict();
+        for bad in [
+            "https://clerk.example.com/",
+            "HTTPS://clerk.example.com",
+            "https://clerk.example.co",
+        ] {
+            assert_eq!(
+                check(&v, with("iss", json!(bad))),
+                Err(InvalidIssuer),
+                "{bad}"
+            );
+        }
+        assert_eq!(
+            check(&v, with("iss", json!("<absent>"))),
+            Err(InvalidIssuer)
+        );
+        assert_eq!(
+            check(&v, with("azp", json!("<absent>"))),
+            Err(InvalidAuthorizedParty)
+        );
+        assert_eq!(
+            check(&v, with("azp", json!(""))),
+            Err(InvalidAuthorizedParty)
+        );
+        assert_eq!(
+            check(&v, with("azp", json!("https://app.example.com.evil"))),
+            Err(InvalidAuthorizedParty)
+        );
+        let open = Validation {
+            authorized_parties: vec![],
+            issuer: None,
+            ..strict()
+        };
+        assert_eq!(check(&open, with("azp", json!("<absent>"))), Ok(()));
+        assert_eq!(check(&open, with("iss", json!("https://other"))), Ok(()));
+    }
+
+    #[test]
+    fn pending_sessions_are_signed_out_unless_allowed() {
+        assert_eq!(
+            check(&strict(), with("sts", json!("pending"))),
+            Err(SessionPending)
+        );
+        assert_eq!(check(&strict(), with("sts", json!("active"))), Ok(()));
+        let allow = Validation {
+            allow_pending: true,
+            ..strict()
+        };
+        assert_eq!(check(&allow, with("sts", json!("pending"))), Ok(()));
+    }
+
+    #[test]
+    fn duplicate_claims_are_malformed() {
+        let json = br#"{"sub":"a","sub":"b","exp":1}"#;
+        assert_eq!(Claims::parse(json).unwrap_err(), Malformed);
+    }
+}

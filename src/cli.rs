@@ -1,0 +1,179 @@
+//! Command-line parsing and the one-shot commands (`check`, `verify`).
+
+use std::io::Read;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::config::Config;
+use crate::fetch::load_into;
+use crate::keystore::KeyStore;
+use crate::verify::Verifier;
+
+pub const USAGE: &str = "\
+jwtgate: verifies Clerk session tokens for nginx auth_request
+
+Usage:
+  jwtgate [--config PATH]                 run the daemon in the foreground
+  jwtgate [--config PATH] check           load the config and the keys, then exit
+  jwtgate [--config PATH] verify TOKEN    verify one token (TOKEN '-' reads stdin)
+  jwtgate demo                            run with a generated key; prints a curl line
+  jwtgate --version | --help
+
+Without --config: built-in defaults and the environment (JWTGATE_<KEY>,
+nesting with __, e.g. JWTGATE_KEYS__JWKS_URL; and CLERK_SECRET_KEY,
+CLERK_JWT_KEY, CLERK_PUBLISHABLE_KEY). Logs: RUST_LOG=debug for one line
+per decision.
+";
+
+/// What the command line asks for.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Command {
+    Run,
+    Check,
+    Verify(String),
+    Demo,
+    Help,
+    Version,
+}
+
+/// Parsed arguments.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Args {
+    pub config: Option<PathBuf>,
+    pub command: Command,
+}
+
+/// Parses arguments (without the program name).
+pub fn parse_args(args: impl IntoIterator<Item = String>) -> Result<Args, String> {
+    let mut config = None;
+    let mut words = Vec::new();
+    let mut args = args.into_iter();
+    while let Some(arg) = args.next() {
+        match arg.as_str() {
+            "-h" | "--help" => {
+                return Ok(Args {
+                    config,
+                    command: Command::Help,
+                })
+            }
+            "-V" | "--version" => {
+                return Ok(Args {
+                    config,
+                    command: Command::Version,
+                })
+            }
+            "-c" | "--config" => {
+                config = Some(PathBuf::from(args.next().ok_or("--config needs a PATH")?));
+            }
+            _ if arg.starts_with("--config=") => {
+                config = Some(PathBuf::from(&arg["--config=".len()..]));
+            }
+            _ if arg.starts_with('-') && arg != "-" => return Err(format!("unknown option {arg}")),
+            _ => words.push(arg),
+        }
+    }
+    let command = match words.iter().map(String::as_str).collect::<Vec<_>>()[..] {
+        [] => Command::Run,
+        ["check"] => Command::Check,
+        ["demo"] => Command::Demo,
+        ["verify", token] => Command::Verify(token.to_string()),
+        ["verify"] => return Err("verify needs a TOKEN (or - to read stdin)".into()),
+        _ => return Err(format!("unknown command: {}", words.join(" "))),
+    };
+    Ok(Args { config, command })
+}
+
+/// Loads the config and its keys once, as `check` and `verify` need them.
+fn load_keys(config: &Config) -> Result<Arc<KeyStore>, String> {
+    let store = Arc::new(KeyStore::new(
+        config.cache_capacity,
+        Duration::from_secs(3600),
+        config.fetch_timeout,
+    ));
+    load_into(&store, &config.key_source)?;
+    Ok(store)
+}
+
+/// `jwtgate check`: the summary line on success.
+pub fn check(config: &Config) -> Result<String, String> {
+    let store = load_keys(config)?;
+    Ok(format!(
+        "ok: {} key(s) from {} (kid: {}); listen {}; issuer {}; authorized parties {}",
+        store.len(),
+        config.key_source.describe(),
+        store.kids().join(", "),
+        config.listen,
+        config.validation.issuer.as_deref().unwrap_or("(any)"),
+        if config.validation.authorized_parties.is_empty() {
+            "(any)".to_string()
+        } else {
+            config.validation.authorized_parties.join(", ")
+        }
+    ))
+}
+
+/// `jwtgate verify`: `Ok(claims JSON)`, or `Err(reason)` for a bad token.
+/// The outer error is a config or key problem.
+pub fn verify(config: &Config, token: &str) -> Result<Result<String, String>, String> {
+    let token = if token == "-" {
+        let mut input = String::new();
+        std::io::stdin()
+            .take(1 << 20)
+            .read_to_string(&mut input)
+            .map_err(|e| format!("reading the token from stdin: {e}"))?;
+        input.trim_end_matches(['\n', '\r']).to_string()
+    } else {
+        token.to_string()
+    };
+    let verifier = Verifier {
+        keys: load_keys(config)?,
+        validation: config.validation.clone(),
+        max_token_bytes: config.max_token_bytes,
+    };
+    Ok(match verifier.verify(&token) {
+        Ok(verified) => {
+            let claims: serde_json::Value =
+                serde_json::from_slice(&verified.payload).unwrap_or_default();
+            Ok(serde_json::to_string_pretty(&claims).unwrap_or_default())
+        }
+        Err(e) => Err(e.reason().to_string()),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(args: &[&str]) -> Result<Args, String> {
+        parse_args(args.iter().map(|s| s.to_string()))
+    }
+
+    #[test]
+    fn commands_and_config_parse() {
+        assert_eq!(
+            parse(&[]).unwrap(),
+            Args {
+                config: None,
+                command: Command::Run
+            }
+        );
+        let a = parse(&["--config", "/etc/j.toml", "verify", "-"]).unwrap();
+        assert_eq!(a.config, Some(PathBuf::from("/etc/j.toml")));
+        assert_eq!(a.command, Command::Verify("-".into()));
+        assert_eq!(
+            parse(&["check", "--config=x.toml"]).unwrap().command,
+            Command::Check
+        );
+        assert_eq!(parse(&["demo"]).unwrap().command, Command::Demo);
+        assert_eq!(parse(&["--version"]).unwrap().command, Command::Version);
+    }
+
+    #[test]
+    fn mistakes_are_reported() {
+        assert!(parse(&["--config"]).is_err());
+        assert!(parse(&["--bogus"]).is_err());
+        assert!(parse(&["verify"]).is_err());
+        assert!(parse(&["frobnicate"]).is_err());
+    }
+}

@@ -1,0 +1,425 @@
+//! Configuration: a TOML file and `JWTGATE_*` environment variables through
+//! the `config` crate, plus Clerk's own variables (`CLERK_SECRET_KEY`,
+//! `CLERK_JWT_KEY`, `CLERK_PUBLISHABLE_KEY`) as defaults.
+//!
+//! Precedence, lowest first: built-in defaults, Clerk variables, the file,
+//! `JWTGATE_<KEY>` (nesting with `__`, e.g. `JWTGATE_KEYS__JWKS_URL`).
+//! Unknown keys, wrong types and out-of-range values are errors that name
+//! the key, so a typo never silently weakens verification.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use base64::alphabet;
+use base64::engine::general_purpose::{GeneralPurpose, GeneralPurposeConfig, URL_SAFE};
+use base64::engine::DecodePaddingMode;
+use base64::Engine;
+use serde::Deserialize;
+
+use crate::claims::Validation;
+use crate::fetch::{JwksSource, KeySource};
+use crate::jwk::VerifyingKey;
+
+/// Clerk's Backend API JWKS, the default when a secret key is set.
+pub const CLERK_JWKS_URL: &str = "https://api.clerk.com/v1/jwks";
+
+/// The file and environment, as written.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Settings {
+    pub listen: String,
+    /// 0 = one worker per CPU.
+    pub workers: usize,
+    /// Pin may's workers to cores (slower when nginx shares the machine).
+    pub pin_workers: bool,
+    pub keys: KeySettings,
+    pub verify: VerifySettings,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct KeySettings {
+    pub jwks_url: Option<String>,
+    pub secret_key: Option<String>,
+    pub jwt_key: Option<String>,
+    pub jwt_key_file: Option<PathBuf>,
+    pub publishable_key: Option<String>,
+    pub cache_capacity: usize,
+    pub refresh_secs: u64,
+    pub min_refetch_secs: u64,
+    pub fetch_timeout_ms: u64,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct VerifySettings {
+    pub issuer: Option<String>,
+    pub authorized_parties: Vec<String>,
+    pub leeway_secs: u64,
+    pub allow_pending: bool,
+    pub max_token_bytes: usize,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            listen: "127.0.0.1:7070".into(),
+            workers: 0,
+            pin_workers: false,
+            keys: KeySettings::default(),
+            verify: VerifySettings::default(),
+        }
+    }
+}
+
+impl Default for KeySettings {
+    fn default() -> Self {
+        KeySettings {
+            jwks_url: None,
+            secret_key: None,
+            jwt_key: None,
+            jwt_key_file: None,
+            publishable_key: None,
+            cache_capacity: 64,
+            refresh_secs: 3600,
+            min_refetch_secs: 10,
+            fetch_timeout_ms: 2000,
+        }
+    }
+}
+
+impl Default for VerifySettings {
+    fn default() -> Self {
+        VerifySettings {
+            issuer: None,
+            authorized_parties: vec![],
+            leeway_secs: 5,
+            allow_pending: false,
+            max_token_bytes: 16 * 1024,
+        }
+    }
+}
+
+/// Everything the daemon runs with, checked and resolved.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub listen: SocketAddr,
+    pub workers: usize,
+    pub pin_workers: bool,
+    pub key_source: KeySource,
+    pub cache_capacity: usize,
+    pub refresh_every: Duration,
+    pub min_refetch: Duration,
+    pub fetch_timeout: Duration,
+    pub validation: Validation,
+    pub max_token_bytes: usize,
+    /// Clerk's per-instance cookie suffix, from the publishable key.
+    pub cookie_suffix: Option<String>,
+}
+
+impl Config {
+    /// Reads the file (if any) and the environment, and resolves the key source.
+    pub fn load(path: Option<&Path>) -> Result<Config, String> {
+        Config::from_settings(read_settings(path)?)
+    }
+
+    pub fn from_settings(s: Settings) -> Result<Config, String> {
+        let listen: SocketAddr = s.listen.parse().map_err(|_| {
+            format!(
+                "listen: {:?} is not an address like 127.0.0.1:7070",
+                s.listen
+            )
+        })?;
+        let k = &s.keys;
+        let v = &s.verify;
+        in_range("keys.cache_capacity", k.cache_capacity as u64, 1, 10_000)?;
+        in_range("keys.refresh_secs", k.refresh_secs, 10, 7 * 24 * 3600)?;
+        in_range("keys.min_refetch_secs", k.min_refetch_secs, 1, 3600)?;
+        in_range("keys.fetch_timeout_ms", k.fetch_timeout_ms, 100, 60_000)?;
+        in_range("verify.leeway_secs", v.leeway_secs, 0, 300)?;
+        in_range(
+            "verify.max_token_bytes",
+            v.max_token_bytes as u64,
+            512,
+            64 * 1024,
+        )?;
+        in_range("workers", s.workers as u64, 0, 256)?;
+        let frontend_api = match &k.publishable_key {
+            Some(pk) => {
+                Some(parse_publishable_key(pk).map_err(|e| format!("keys.publishable_key: {e}"))?)
+            }
+            None => None,
+        };
+        let fetch_timeout = Duration::from_millis(k.fetch_timeout_ms);
+        let key_source = resolve_key_source(k, frontend_api.as_deref(), fetch_timeout)?;
+        let issuer = match (&v.issuer, &frontend_api) {
+            (Some(iss), _) if iss.is_empty() => {
+                return Err("verify.issuer: must not be empty".into())
+            }
+            (Some(iss), _) => Some(iss.clone()),
+            (None, Some(host)) => Some(format!("https://{host}")),
+            (None, None) => None,
+        };
+        if v.authorized_parties.iter().any(String::is_empty) {
+            return Err("verify.authorized_parties: entries must not be empty".into());
+        }
+        Ok(Config {
+            listen,
+            workers: s.workers,
+            pin_workers: s.pin_workers,
+            key_source,
+            cache_capacity: k.cache_capacity,
+            refresh_every: Duration::from_secs(k.refresh_secs),
+            min_refetch: Duration::from_secs(k.min_refetch_secs),
+            fetch_timeout,
+            validation: Validation {
+                issuer,
+                authorized_parties: v.authorized_parties.clone(),
+                leeway_ms: v.leeway_secs as i64 * 1000,
+                allow_pending: v.allow_pending,
+            },
+            max_token_bytes: v.max_token_bytes,
+            cookie_suffix: k.publishable_key.as_deref().map(cookie_suffix),
+        })
+    }
+}
+
+/// Layers defaults, Clerk variables, the file and `JWTGATE_*` variables.
+pub fn read_settings(path: Option<&Path>) -> Result<Settings, String> {
+    let mut builder = config::Config::builder();
+    for (var, key) in [
+        ("CLERK_SECRET_KEY", "keys.secret_key"),
+        ("CLERK_JWT_KEY", "keys.jwt_key"),
+        ("CLERK_PUBLISHABLE_KEY", "keys.publishable_key"),
+    ] {
+        if let Some(value) = std::env::var(var).ok().filter(|v| !v.is_empty()) {
+            builder = builder
+                .set_default(key, value)
+                .map_err(|e| format!("{var}: {e}"))?;
+        }
+    }
+    if let Some(path) = path {
+        if !path.is_file() {
+            return Err(format!("config file {}: not found", path.display()));
+        }
+        builder = builder
+            .add_source(config::File::from(path.to_path_buf()).format(config::FileFormat::Toml));
+    }
+    builder = builder.add_source(
+        config::Environment::with_prefix("JWTGATE")
+            .prefix_separator("_")
+            .separator("__")
+            .try_parsing(true)
+            .list_separator(",")
+            .with_list_parse_key("verify.authorized_parties"),
+    );
+    let merged = builder.build().map_err(|e| format!("config: {e}"))?;
+    merged.try_deserialize().map_err(describe_error)
+}
+
+/// The `config` crate reports unknown fields without their section; add
+/// a hint of where to look.
+fn describe_error(e: config::ConfigError) -> String {
+    let text = e.to_string();
+    if text.contains("unknown field") {
+        format!("config: {text} (check the file and JWTGATE_* environment variables)")
+    } else {
+        format!("config: {text}")
+    }
+}
+
+fn in_range(key: &str, value: u64, min: u64, max: u64) -> Result<(), String> {
+    if (min..=max).contains(&value) {
+        Ok(())
+    } else {
+        Err(format!("{key}: {value} is out of range ({min} to {max})"))
+    }
+}
+
+fn resolve_key_source(
+    k: &KeySettings,
+    frontend_api: Option<&str>,
+    timeout: Duration,
+) -> Result<KeySource, String> {
+    let pem = match (&k.jwt_key, &k.jwt_key_file) {
+        (Some(_), Some(_)) => {
+            return Err("keys.jwt_key and keys.jwt_key_file: set one, not both".into())
+        }
+        (Some(text), None) => Some((text.clone(), "keys.jwt_key".to_string())),
+        (None, Some(path)) => {
+            let text = std::fs::read_to_string(path)
+                .map_err(|e| format!("keys.jwt_key_file: {}: {e}", path.display()))?;
+            Some((text, format!("keys.jwt_key_file ({})", path.display())))
+        }
+        (None, None) => None,
+    };
+    if let Some((text, origin)) = pem {
+        let key = VerifyingKey::from_pem(&text).map_err(|e| format!("{origin}: {e}"))?;
+        return Ok(KeySource::Pem { key, origin });
+    }
+    let url = match (&k.jwks_url, &k.secret_key, frontend_api) {
+        (Some(url), _, _) => url.clone(),
+        (None, Some(_), _) => CLERK_JWKS_URL.to_string(),
+        (None, None, Some(host)) => format!("https://{host}/.well-known/jwks.json"),
+        (None, None, None) => {
+            return Err(
+                "keys: no key source; set keys.jwt_key, keys.jwt_key_file, keys.jwks_url, \
+                 keys.secret_key or keys.publishable_key (or CLERK_JWT_KEY, CLERK_SECRET_KEY, \
+                 CLERK_PUBLISHABLE_KEY)"
+                    .into(),
+            )
+        }
+    };
+    check_jwks_url(&url)?;
+    if let Some(secret) = &k.secret_key {
+        if secret.is_empty() || secret.chars().any(|c| c.is_control() || c == ' ') {
+            return Err("keys.secret_key: must be a non-empty token without spaces".into());
+        }
+    }
+    Ok(KeySource::Jwks(JwksSource {
+        url,
+        secret_key: k.secret_key.clone(),
+        timeout,
+    }))
+}
+
+fn check_jwks_url(url: &str) -> Result<(), String> {
+    let parsed = reqwest::Url::parse(url)
+        .map_err(|e| format!("keys.jwks_url: {url:?} is not a URL: {e}"))?;
+    match parsed.scheme() {
+        "https" => Ok(()),
+        "http" => {
+            let host = parsed.host_str().unwrap_or_default();
+            let ip = host.trim_start_matches('[').trim_end_matches(']');
+            let loopback = host == "localhost"
+                || ip
+                    .parse::<std::net::IpAddr>()
+                    .is_ok_and(|ip| ip.is_loopback());
+            if !loopback {
+                log::warn!("keys.jwks_url {url} is plain http and not on loopback: keys can be tampered with in transit");
+            }
+            Ok(())
+        }
+        other => Err(format!(
+            "keys.jwks_url: scheme {other:?} is not http or https"
+        )),
+    }
+}
+
+/// Decodes a Clerk publishable key (`pk_live_`/`pk_test_` + base64 of
+/// `<frontend api host>$`) into the Frontend API host.
+pub fn parse_publishable_key(pk: &str) -> Result<String, String> {
+    let parts: Vec<&str> = pk.split('_').collect();
+    if parts.len() != 3 || parts[0] != "pk" || !matches!(parts[1], "live" | "test") {
+        return Err("expected pk_live_... or pk_test_...".into());
+    }
+    let lenient = GeneralPurpose::new(
+        &alphabet::STANDARD,
+        GeneralPurposeConfig::new().with_decode_padding_mode(DecodePaddingMode::Indifferent),
+    );
+    let decoded = lenient
+        .decode(parts[2])
+        .ok()
+        .and_then(|b| String::from_utf8(b).ok())
+        .ok_or("the part after pk_live_/pk_test_ is not base64 text")?;
+    let host = decoded
+        .strip_suffix('$')
+        .filter(|h| !h.contains('$') && h.contains('.'))
+        .ok_or("the decoded key must be a host name ending in one '$'")?;
+    if host
+        .chars()
+        .any(|c| !(c.is_ascii_alphanumeric() || c == '.' || c == '-'))
+    {
+        return Err(format!("{host:?} is not a host name"));
+    }
+    Ok(host.to_string())
+}
+
+/// Clerk's per-instance cookie suffix: the first 8 characters of the
+/// URL-safe base64 of SHA-1(publishable key).
+pub fn cookie_suffix(publishable_key: &str) -> String {
+    let digest = openssl::sha::sha1(publishable_key.as_bytes());
+    URL_SAFE.encode(digest)[..8].to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn publishable_keys_decode_as_clerk_computes_them() {
+        assert_eq!(
+            parse_publishable_key("pk_live_Y2xlcmsuZXhhbXBsZS5jb20k").unwrap(),
+            "clerk.example.com"
+        );
+        assert_eq!(
+            parse_publishable_key("pk_test_aGFwcHktaGlwcG8tMS5jbGVyay5hY2NvdW50cy5kZXYk").unwrap(),
+            "happy-hippo-1.clerk.accounts.dev"
+        );
+        for bad in [
+            "pk_live_",
+            "sk_live_Y2xlcmsuZXhhbXBsZS5jb20k",
+            "pk_live_Y2xlcmsuZXhhbXBsZS5jb20",
+            "pk_x_Y2xlcmsuZXhhbXBsZS5jb20k",
+        ] {
+            assert!(parse_publishable_key(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn cookie_suffix_matches_clerks_example() {
+        assert_eq!(
+            cookie_suffix("pk_live_Y2xlcmsuZXhhbXBsZS5jb20k"),
+            "naoXFJnI"
+        );
+    }
+
+    #[test]
+    fn resolution_names_the_bad_key() {
+        let mut s = Settings::default();
+        assert!(Config::from_settings(Settings::default())
+            .unwrap_err()
+            .starts_with("keys: no key source"));
+        s.keys.secret_key = Some("sk_test_x".into());
+        s.keys.cache_capacity = 0;
+        assert!(Config::from_settings(s)
+            .unwrap_err()
+            .starts_with("keys.cache_capacity"));
+        let mut s = Settings::default();
+        s.keys.jwks_url = Some("ftp://x/jwks".into());
+        assert!(Config::from_settings(s)
+            .unwrap_err()
+            .starts_with("keys.jwks_url"));
+        let s = Settings {
+            listen: "nowhere".into(),
+            ..Settings::default()
+        };
+        assert!(Config::from_settings(s).unwrap_err().starts_with("listen"));
+    }
+
+    #[test]
+    fn secret_key_defaults_to_clerks_backend_api_and_pk_gives_the_issuer() {
+        let mut s = Settings::default();
+        s.keys.secret_key = Some("sk_test_x".into());
+        s.keys.publishable_key = Some("pk_live_Y2xlcmsuZXhhbXBsZS5jb20k".into());
+        let c = Config::from_settings(s).unwrap();
+        match &c.key_source {
+            KeySource::Jwks(j) => assert_eq!(j.url, CLERK_JWKS_URL),
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(
+            c.validation.issuer.as_deref(),
+            Some("https://clerk.example.com")
+        );
+        assert_eq!(c.cookie_suffix.as_deref(), Some("naoXFJnI"));
+        let mut s = Settings::default();
+        s.keys.publishable_key = Some("pk_live_Y2xlcmsuZXhhbXBsZS5jb20k".into());
+        match Config::from_settings(s).unwrap().key_source {
+            KeySource::Jwks(j) => {
+                assert_eq!(j.url, "https://clerk.example.com/.well-known/jwks.json")
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+}

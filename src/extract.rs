@@ -1,0 +1,166 @@
+//! Finding the session token in a request, as Clerk's SDKs do: the
+//! `Authorization: Bearer` header first (scheme case-insensitive), else the
+//! `__session` cookie (or Clerk's per-instance `__session_<suffix>`).
+//! When the header carries a token, cookies are not looked at.
+
+use crate::errors::TokenError;
+
+/// Where the token was found (shown in the debug log).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Carrier {
+    Header,
+    Cookie,
+}
+
+impl Carrier {
+    pub fn name(self) -> &'static str {
+        match self {
+            Carrier::Header => "header",
+            Carrier::Cookie => "cookie",
+        }
+    }
+}
+
+/// Finds the token among `(name, value)` request headers.
+///
+/// `cookie_suffix` is Clerk's suffix for this instance when known (it comes
+/// from the publishable key); its cookie is preferred over plain `__session`.
+pub fn find_token<'a>(
+    headers: impl Iterator<Item = (&'a str, &'a [u8])> + Clone,
+    cookie_suffix: Option<&str>,
+) -> Result<(&'a str, Carrier), TokenError> {
+    let mut authorization = headers
+        .clone()
+        .filter(|(name, _)| name.eq_ignore_ascii_case("authorization"));
+    if let Some((_, value)) = authorization.next() {
+        if authorization.next().is_some() {
+            return Err(TokenError::AmbiguousAuthorization);
+        }
+        if let Some(token) = bearer_token(value)? {
+            return Ok((token, Carrier::Header));
+        }
+    }
+    let cookies = headers
+        .filter(|(name, _)| name.eq_ignore_ascii_case("cookie"))
+        .filter_map(|(_, value)| std::str::from_utf8(value).ok())
+        .flat_map(|value| value.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='));
+    session_cookie(cookies, cookie_suffix)
+        .map(|token| (token, Carrier::Cookie))
+        .ok_or(TokenError::Missing)
+}
+
+/// `Ok(None)` when the scheme is not Bearer (another auth scheme: fall
+/// back to the cookie); an error when it is Bearer but unusable.
+fn bearer_token(value: &[u8]) -> Result<Option<&str>, TokenError> {
+    let value = std::str::from_utf8(value)
+        .map_err(|_| TokenError::Malformed)?
+        .trim_matches([' ', '\t']);
+    let (scheme, rest) = value.split_once([' ', '\t']).unwrap_or((value, ""));
+    if !scheme.eq_ignore_ascii_case("bearer") {
+        return Ok(None);
+    }
+    let token = rest.trim_start_matches([' ', '\t']);
+    if token.is_empty() {
+        return Err(TokenError::Malformed);
+    }
+    Ok(Some(token))
+}
+
+fn session_cookie<'a>(
+    cookies: impl Iterator<Item = (&'a str, &'a str)>,
+    suffix: Option<&str>,
+) -> Option<&'a str> {
+    let mut plain = None;
+    let mut suffixed = None;
+    let mut any_suffixed = None;
+    for (name, value) in cookies {
+        let value = unquote(value.trim());
+        if value.is_empty() {
+            continue;
+        }
+        if name == "__session" {
+            plain = plain.or(Some(value));
+        } else if let Some(rest) = name.strip_prefix("__session_") {
+            if suffix == Some(rest) {
+                suffixed = suffixed.or(Some(value));
+            }
+            any_suffixed = any_suffixed.or(Some(value));
+        }
+    }
+    match suffix {
+        Some(_) => suffixed.or(plain),
+        None => plain.or(any_suffixed),
+    }
+}
+
+fn unquote(value: &str) -> &str {
+    value
+        .strip_prefix('"')
+        .and_then(|v| v.strip_suffix('"'))
+        .unwrap_or(value)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn find(
+        headers: &[(&'static str, &'static str)],
+        suffix: Option<&str>,
+    ) -> Result<(&'static str, Carrier), TokenError> {
+        find_token(headers.iter().map(|(n, v)| (*n, v.as_bytes())), suffix)
+    }
+
+    #[test]
+    fn bearer_header_wins_over_cookie() {
+        let h = [
+            ("Cookie", "__session=cookietok"),
+            ("authorization", "bEaReR   headertok"),
+        ];
+        assert_eq!(find(&h, None), Ok(("headertok", Carrier::Header)));
+    }
+
+    #[test]
+    fn cookie_is_used_without_a_bearer_header() {
+        let h = [
+            ("Authorization", "Basic dXNlcjpwdw=="),
+            ("Cookie", "a=b; __session=tok; c=d"),
+        ];
+        assert_eq!(find(&h, None), Ok(("tok", Carrier::Cookie)));
+        let h = [("Cookie", "__session_abc=s1; __session=plain")];
+        assert_eq!(find(&h, None), Ok(("plain", Carrier::Cookie)));
+        assert_eq!(find(&h, Some("abc")), Ok(("s1", Carrier::Cookie)));
+        assert_eq!(
+            find(&[("Cookie", "__session_xyz=s2")], None),
+            Ok(("s2", Carrier::Cookie))
+        );
+        assert_eq!(
+            find(&[("Cookie", "__session=\"q\"")], None),
+            Ok(("q", Carrier::Cookie))
+        );
+        assert_eq!(
+            find(&[("Cookie", "__session=first; __session=second")], None),
+            Ok(("first", Carrier::Cookie))
+        );
+    }
+
+    #[test]
+    fn missing_ambiguous_and_empty() {
+        assert_eq!(find(&[], None), Err(TokenError::Missing));
+        assert_eq!(
+            find(&[("Cookie", "__session=; other=1")], None),
+            Err(TokenError::Missing)
+        );
+        assert_eq!(
+            find(&[("Cookie", "__sessionX=a")], None),
+            Err(TokenError::Missing)
+        );
+        let two = [("Authorization", "Bearer a"), ("Authorization", "Bearer b")];
+        assert_eq!(find(&two, None), Err(TokenError::AmbiguousAuthorization));
+        assert_eq!(
+            find(&[("Authorization", "Bearer   ")], None),
+            Err(TokenError::Malformed)
+        );
+    }
+}

@@ -1,0 +1,268 @@
+//! Who the token says the user is, as the headers nginx hands upstream.
+//!
+//! Clerk has two claim layouts. v1 puts org data at the top level
+//! (`org_id`, `org_slug`, `org_role` = `org:admin`, `org_permissions` as an
+//! array). v2 (`"v": 2`) nests it in `o` (`id`, `slg`, `rol` without the
+//! `org:` prefix) and encodes permissions as bit masks: `o.fpm[i]` is a
+//! mask over `o.per` for the i-th org-scoped feature of `fea`. Both become
+//! the same headers. A value with a control character is never written into
+//! a header (that would be header injection): such a token is refused.
+
+use serde_json::Value;
+
+use crate::claims::Claims;
+use crate::errors::TokenError;
+
+/// Longest value written into one header, in bytes.
+pub const MAX_HEADER_VALUE: usize = 1024;
+/// Longest block of identity headers, in bytes; nginx's default
+/// `proxy_buffer_size` (4 KiB) must hold it with the status line.
+pub const MAX_HEADER_BLOCK: usize = 3072;
+
+/// The identity headers of a verified token.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Identity {
+    pub user_id: String,
+    pub session_id: Option<String>,
+    pub org_id: Option<String>,
+    pub org_role: Option<String>,
+    pub org_slug: Option<String>,
+    pub org_permissions: Option<String>,
+    pub actor_id: Option<String>,
+}
+
+impl Identity {
+    /// Maps the claims of a validated token.
+    pub fn from_claims(claims: &Claims) -> Result<Identity, TokenError> {
+        let user_id = opt_string(&claims.sub)?.ok_or(TokenError::InvalidSubject)?;
+        let mut identity = Identity {
+            user_id,
+            session_id: opt_string(&claims.sid)?,
+            actor_id: actor_id(&claims.act)?,
+            ..Identity::default()
+        };
+        let is_v2 = claims.v.as_ref().and_then(Value::as_f64) == Some(2.0);
+        if is_v2 {
+            identity.set_org_v2(claims)?;
+        } else {
+            identity.set_org_v1(claims)?;
+        }
+        Ok(identity)
+    }
+
+    fn set_org_v1(&mut self, claims: &Claims) -> Result<(), TokenError> {
+        self.org_id = opt_string(&claims.org_id)?;
+        self.org_slug = opt_string(&claims.org_slug)?;
+        self.org_role = opt_string(&claims.org_role)?;
+        self.org_permissions = match &claims.org_permissions {
+            None | Some(Value::Null) => None,
+            Some(Value::Array(items)) => {
+                let perms: Option<Vec<&str>> = items.iter().map(Value::as_str).collect();
+                Some(perms.ok_or(TokenError::InvalidClaim)?.join(","))
+            }
+            Some(_) => return Err(TokenError::InvalidClaim),
+        };
+        Ok(())
+    }
+
+    fn set_org_v2(&mut self, claims: &Claims) -> Result<(), TokenError> {
+        let org = match &claims.o {
+            None | Some(Value::Null) => return Ok(()),
+            Some(Value::Object(org)) => org,
+            Some(_) => return Err(TokenError::InvalidClaim),
+        };
+        self.org_id = opt_string(&org.get("id").cloned())?;
+        self.org_slug = opt_string(&org.get("slg").cloned())?;
+        self.org_role = opt_string(&org.get("rol").cloned())?
+            .filter(|r| !r.is_empty())
+            .map(|r| format!("org:{r}"));
+        let fea = opt_string(&claims.fea)?;
+        let per = opt_string(&org.get("per").cloned())?;
+        let fpm = opt_string(&org.get("fpm").cloned())?;
+        if let (Some(fea), Some(per), Some(fpm)) = (fea, per, fpm) {
+            self.org_permissions = decode_permissions(&fea, &per, &fpm);
+        }
+        Ok(())
+    }
+
+    /// Appends the header lines, separated by CRLF with none at the end
+    /// (the HTTP server adds the line breaks around each `header()` call).
+    /// Fails if a value could break the header block.
+    pub fn render_headers(&self, out: &mut String) -> Result<(), TokenError> {
+        let start = out.len();
+        push_header(out, "X-User-Id", &self.user_id)?;
+        let optional = [
+            ("X-Session-Id", &self.session_id),
+            ("X-Org-Id", &self.org_id),
+            ("X-Org-Role", &self.org_role),
+            ("X-Org-Slug", &self.org_slug),
+            ("X-Org-Permissions", &self.org_permissions),
+            ("X-Actor-Id", &self.actor_id),
+        ];
+        for (name, value) in optional {
+            if let Some(value) = value.as_deref().filter(|v| !v.is_empty()) {
+                out.push_str("\r\n");
+                push_header(out, name, value)?;
+            }
+        }
+        if out.len() - start > MAX_HEADER_BLOCK {
+            return Err(TokenError::UnsafeHeaderValue);
+        }
+        Ok(())
+    }
+}
+
+fn push_header(out: &mut String, name: &str, value: &str) -> Result<(), TokenError> {
+    if !is_safe_header_value(value) {
+        return Err(TokenError::UnsafeHeaderValue);
+    }
+    out.push_str(name);
+    out.push_str(": ");
+    out.push_str(value);
+    Ok(())
+}
+
+/// No control characters (CR, LF, NUL, DEL, ...), no edge whitespace, and bounded.
+pub fn is_safe_header_value(value: &str) -> bool {
+    value.len() <= MAX_HEADER_VALUE && !value.chars().any(char::is_control) && value.trim() == value
+}
+
+fn opt_string(value: &Option<Value>) -> Result<Option<String>, TokenError> {
+    match value {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(s)) => Ok(Some(s.clone())),
+        Some(_) => Err(TokenError::InvalidClaim),
+    }
+}
+
+fn actor_id(act: &Option<Value>) -> Result<Option<String>, TokenError> {
+    match act {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::Object(act)) => opt_string(&act.get("sub").cloned()),
+        Some(_) => Err(TokenError::InvalidClaim),
+    }
+}
+
+/// Decodes v2 permissions: for the i-th org-scoped feature in `fea`
+/// (scope containing `o`), bit j of `fpm[i]` grants `per[j]`, giving
+/// `org:<feature>:<permission>`. As in Clerk's JS SDK, the index counts
+/// org-scoped features only and bits beyond `per` are ignored. A malformed
+/// list yields no permissions rather than wrong ones.
+pub fn decode_permissions(fea: &str, per: &str, fpm: &str) -> Option<String> {
+    let per: Vec<&str> = per.split(',').filter(|p| !p.is_empty()).collect();
+    let mut org_features = Vec::new();
+    for entry in fea.split(',').filter(|f| !f.is_empty()) {
+        let (scope, feature) = entry.split_once(':')?;
+        if scope.contains('o') {
+            org_features.push(feature);
+        }
+    }
+    let mut granted = Vec::new();
+    for (feature, mask) in org_features.iter().zip(fpm.split(',')) {
+        let Ok(mask) = mask.trim().parse::<u128>() else {
+            continue;
+        };
+        for (bit, perm) in per.iter().enumerate().take(128) {
+            if mask & (1u128 << bit) != 0 {
+                granted.push(format!("org:{feature}:{perm}"));
+            }
+        }
+    }
+    Some(granted.join(","))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn identity(v: Value) -> Result<Identity, TokenError> {
+        Identity::from_claims(&Claims::parse(v.to_string().as_bytes()).unwrap())
+    }
+
+    #[test]
+    fn v2_org_claims_and_permission_bits_decode_as_clerk_documents() {
+        let id = identity(json!({
+            "sub": "user_1", "sid": "sess_1", "v": 2, "fea": "o:dashboard,u:billing,o:teams",
+            "o": {"id": "org_1", "slg": "acme", "rol": "admin", "per": "manage,read", "fpm": "3,2"},
+            "act": {"sub": "user_admin", "iss": "https://dashboard.clerk.com"}
+        }))
+        .unwrap();
+        assert_eq!(id.org_id.as_deref(), Some("org_1"));
+        assert_eq!(id.org_slug.as_deref(), Some("acme"));
+        assert_eq!(id.org_role.as_deref(), Some("org:admin"));
+        assert_eq!(
+            id.org_permissions.as_deref(),
+            Some("org:dashboard:manage,org:dashboard:read,org:teams:read")
+        );
+        assert_eq!(id.actor_id.as_deref(), Some("user_admin"));
+    }
+
+    #[test]
+    fn v1_org_claims_map_directly() {
+        let id = identity(json!({
+            "sub": "user_1", "org_id": "org_9", "org_slug": "s", "org_role": "org:member",
+            "org_permissions": ["org:a:read", "org:b:write"]
+        }))
+        .unwrap();
+        assert_eq!(id.org_role.as_deref(), Some("org:member"));
+        assert_eq!(
+            id.org_permissions.as_deref(),
+            Some("org:a:read,org:b:write")
+        );
+        assert_eq!(id.session_id, None);
+    }
+
+    #[test]
+    fn rendered_block_has_one_line_per_present_header() {
+        let id = identity(json!({"sub": "user_1", "sid": "sess_1"})).unwrap();
+        let mut out = String::new();
+        id.render_headers(&mut out).unwrap();
+        assert_eq!(out, "X-User-Id: user_1\r\nX-Session-Id: sess_1");
+    }
+
+    #[test]
+    fn values_that_could_inject_headers_are_refused() {
+        for sub in ["u\r\nX-Admin: 1", "u\n", "u\0", " u", "u\u{7f}"] {
+            let id = identity(json!({ "sub": sub })).unwrap();
+            let mut out = String::new();
+            assert_eq!(
+                id.render_headers(&mut out),
+                Err(TokenError::UnsafeHeaderValue),
+                "{sub:?}"
+            );
+        }
+        let id =
+            identity(json!({"sub": "u", "org_slug": "x".repeat(MAX_HEADER_VALUE + 1)})).unwrap();
+        assert_eq!(
+            id.render_headers(&mut String::new()),
+            Err(TokenError::UnsafeHeaderValue)
+        );
+    }
+
+    #[test]
+    fn wrong_claim_types_are_refused() {
+        assert_eq!(
+            identity(json!({"sub": "u", "sid": 5})),
+            Err(TokenError::InvalidClaim)
+        );
+        assert_eq!(
+            identity(json!({"sub": "u", "org_permissions": "a"})),
+            Err(TokenError::InvalidClaim)
+        );
+        assert_eq!(
+            identity(json!({"sub": "u", "v": 2, "o": []})),
+            Err(TokenError::InvalidClaim)
+        );
+    }
+
+    #[test]
+    fn malformed_feature_lists_grant_nothing() {
+        assert_eq!(decode_permissions("nocolon", "read", "1"), None);
+        assert_eq!(decode_permissions("o:a", "read", "x").as_deref(), Some(""));
+        assert_eq!(
+            decode_permissions("o:a", "read", "7").as_deref(),
+            Some("org:a:read")
+        );
+    }
+}

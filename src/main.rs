@@ -1,0 +1,55 @@
+//! The `jwtgate` binary: parse arguments, then hand over to the library.
+
+use std::process::ExitCode;
+
+use jwtgate::cli::{self, Command, USAGE};
+use jwtgate::config::Config;
+use jwtgate::{daemon, demo};
+
+fn main() -> ExitCode {
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
+    let args = match cli::parse_args(std::env::args().skip(1)) {
+        Ok(args) => args,
+        Err(e) => {
+            eprintln!("jwtgate: {e}\n\n{USAGE}");
+            return ExitCode::from(2);
+        }
+    };
+    let path = args.config.as_deref();
+    let result = match args.command {
+        Command::Help => {
+            print!("{USAGE}");
+            return ExitCode::SUCCESS;
+        }
+        Command::Version => {
+            println!("jwtgate {}", env!("CARGO_PKG_VERSION"));
+            return ExitCode::SUCCESS;
+        }
+        Command::Demo => demo::prepare().and_then(|(config, token)| {
+            println!("{}", demo::instructions(&config, &token));
+            daemon::run(config, None)
+        }),
+        Command::Run => Config::load(path).and_then(|c| daemon::run(c, args.config.clone())),
+        Command::Check => Config::load(path)
+            .and_then(|c| cli::check(&c))
+            .map(|line| println!("{line}")),
+        Command::Verify(token) => match Config::load(path).and_then(|c| cli::verify(&c, &token)) {
+            Ok(Ok(claims)) => {
+                println!("{claims}");
+                return ExitCode::SUCCESS;
+            }
+            Ok(Err(reason)) => {
+                eprintln!("{reason}");
+                return ExitCode::from(1);
+            }
+            Err(e) => Err(e),
+        },
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("jwtgate: {e}");
+            ExitCode::from(2)
+        }
+    }
+}

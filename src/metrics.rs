@@ -1,0 +1,169 @@
+//! Prometheus metrics: plain atomics, rendered on `/metrics`.
+//!
+//! Counting is one relaxed atomic add on the request path; nothing here
+//! allocates or locks until a scrape renders the text.
+
+use std::fmt::Write;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::time::Duration;
+
+use crate::errors::TokenError;
+
+/// Upper bounds of the latency histogram buckets, in seconds.
+const LATENCY_BUCKETS: [f64; 12] = [
+    0.000_025, 0.000_05, 0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.05, 0.25, 1.0,
+];
+
+/// All counters of one daemon.
+#[derive(Default)]
+pub struct Metrics {
+    allowed: AtomicU64,
+    denied: [AtomicU64; TokenError::ALL.len()],
+    fetch_ok: AtomicU64,
+    fetch_error: AtomicU64,
+    last_good_fetch_unix: AtomicU64,
+    keys_loaded: AtomicU64,
+    connections: AtomicU64,
+    latency_buckets: [AtomicU64; LATENCY_BUCKETS.len()],
+    latency_count: AtomicU64,
+    latency_sum_ns: AtomicU64,
+}
+
+impl Metrics {
+    pub fn record_decision(&self, outcome: Result<(), TokenError>, elapsed: Duration) {
+        match outcome {
+            Ok(()) => self.allowed.fetch_add(1, Relaxed),
+            Err(e) => self.denied[e.index()].fetch_add(1, Relaxed),
+        };
+        let secs = elapsed.as_secs_f64();
+        if let Some(i) = LATENCY_BUCKETS.iter().position(|b| secs <= *b) {
+            self.latency_buckets[i].fetch_add(1, Relaxed);
+        }
+        self.latency_count.fetch_add(1, Relaxed);
+        self.latency_sum_ns
+            .fetch_add(elapsed.as_nanos() as u64, Relaxed);
+    }
+
+    pub fn record_fetch(&self, ok: bool, keys_loaded: usize, now_unix: u64) {
+        if ok {
+            self.fetch_ok.fetch_add(1, Relaxed);
+            self.last_good_fetch_unix.store(now_unix, Relaxed);
+        } else {
+            self.fetch_error.fetch_add(1, Relaxed);
+        }
+        self.keys_loaded.store(keys_loaded as u64, Relaxed);
+    }
+
+    pub fn record_connection(&self) {
+        self.connections.fetch_add(1, Relaxed);
+    }
+
+    pub fn connections(&self) -> u64 {
+        self.connections.load(Relaxed)
+    }
+
+    /// Renders the Prometheus text exposition format (version 0.0.4).
+    pub fn render(&self, out: &mut impl Write) -> std::fmt::Result {
+        writeln!(
+            out,
+            "# HELP jwtgate_decisions_total Auth decisions by outcome and reason."
+        )?;
+        writeln!(out, "# TYPE jwtgate_decisions_total counter")?;
+        writeln!(
+            out,
+            "jwtgate_decisions_total{{outcome=\"allow\",reason=\"ok\"}} {}",
+            self.allowed.load(Relaxed)
+        )?;
+        for e in TokenError::ALL {
+            writeln!(
+                out,
+                "jwtgate_decisions_total{{outcome=\"deny\",reason=\"{}\"}} {}",
+                e.reason(),
+                self.denied[e.index()].load(Relaxed)
+            )?;
+        }
+        writeln!(
+            out,
+            "# HELP jwtgate_key_fetches_total JWKS fetches by outcome."
+        )?;
+        writeln!(out, "# TYPE jwtgate_key_fetches_total counter")?;
+        writeln!(
+            out,
+            "jwtgate_key_fetches_total{{outcome=\"ok\"}} {}",
+            self.fetch_ok.load(Relaxed)
+        )?;
+        writeln!(
+            out,
+            "jwtgate_key_fetches_total{{outcome=\"error\"}} {}",
+            self.fetch_error.load(Relaxed)
+        )?;
+        gauge(
+            out,
+            "jwtgate_keys_loaded",
+            "Verification keys held.",
+            self.keys_loaded.load(Relaxed),
+        )?;
+        gauge(
+            out,
+            "jwtgate_last_good_key_fetch_timestamp_seconds",
+            "Unix time of the last successful key load (0: never).",
+            self.last_good_fetch_unix.load(Relaxed),
+        )?;
+        writeln!(
+            out,
+            "# HELP jwtgate_connections_accepted_total TCP connections accepted."
+        )?;
+        writeln!(out, "# TYPE jwtgate_connections_accepted_total counter")?;
+        writeln!(
+            out,
+            "jwtgate_connections_accepted_total {}",
+            self.connections()
+        )?;
+        self.render_latency(out)
+    }
+
+    fn render_latency(&self, out: &mut impl Write) -> std::fmt::Result {
+        let name = "jwtgate_auth_duration_seconds";
+        writeln!(out, "# HELP {name} Time to decide one /auth request.")?;
+        writeln!(out, "# TYPE {name} histogram")?;
+        let mut cumulative = 0;
+        for (bound, count) in LATENCY_BUCKETS.iter().zip(&self.latency_buckets) {
+            cumulative += count.load(Relaxed);
+            writeln!(out, "{name}_bucket{{le=\"{bound}\"}} {cumulative}")?;
+        }
+        let total = self.latency_count.load(Relaxed);
+        writeln!(out, "{name}_bucket{{le=\"+Inf\"}} {total}")?;
+        let sum = self.latency_sum_ns.load(Relaxed) as f64 / 1e9;
+        writeln!(out, "{name}_sum {sum}")?;
+        writeln!(out, "{name}_count {total}")
+    }
+}
+
+fn gauge(out: &mut impl Write, name: &str, help: &str, value: u64) -> std::fmt::Result {
+    writeln!(out, "# HELP {name} {help}")?;
+    writeln!(out, "# TYPE {name} gauge")?;
+    writeln!(out, "{name} {value}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn renders_counts_and_a_cumulative_histogram() {
+        let m = Metrics::default();
+        m.record_decision(Ok(()), Duration::from_micros(30));
+        m.record_decision(Err(TokenError::Expired), Duration::from_millis(3));
+        m.record_fetch(true, 2, 1_700_000_000);
+        let mut text = String::new();
+        m.render(&mut text).unwrap();
+        assert!(text.contains("jwtgate_decisions_total{outcome=\"allow\",reason=\"ok\"} 1\n"));
+        assert!(
+            text.contains("jwtgate_decisions_total{outcome=\"deny\",reason=\"token-expired\"} 1\n")
+        );
+        assert!(text.contains("jwtgate_keys_loaded 2\n"));
+        assert!(text.contains("jwtgate_auth_duration_seconds_bucket{le=\"0.00005\"} 1\n"));
+        assert!(text.contains("jwtgate_auth_duration_seconds_bucket{le=\"0.005\"} 2\n"));
+        assert!(text.contains("jwtgate_auth_duration_seconds_count 2\n"));
+    }
+}

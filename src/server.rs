@@ -1,0 +1,157 @@
+//! The HTTP side: routes, the `/auth` decision and its response.
+//!
+//! may_minihttp gives each connection its own service value and encodes a
+//! response right after `call` returns, before the next request on that
+//! connection is read. That lets dynamic header lines live in a buffer the
+//! service owns (see [`AuthService::header_view`]). The service never
+//! returns `Err` (the library would answer 500 with the error text) and
+//! never calls `Request::body()` (it panics on a bad Content-Length, and
+//! nginx may announce a body it never sends).
+
+use std::fmt::Write as _;
+use std::io;
+use std::sync::Arc;
+use std::time::Instant;
+
+use may_minihttp::{HttpService, HttpServiceFactory, Request, Response};
+
+use crate::errors::TokenError;
+use crate::extract::find_token;
+use crate::metrics::Metrics;
+use crate::verify::Verifier;
+
+/// What every connection shares.
+pub struct App {
+    pub verifier: Verifier,
+    pub metrics: Arc<Metrics>,
+    pub cookie_suffix: Option<String>,
+}
+
+/// Makes one [`AuthService`] per accepted connection.
+pub struct AuthServiceFactory(pub Arc<App>);
+
+impl HttpServiceFactory for AuthServiceFactory {
+    type Service = AuthService;
+
+    fn new_service(&self, _id: usize) -> AuthService {
+        self.0.metrics.record_connection();
+        AuthService {
+            app: self.0.clone(),
+            headers: String::with_capacity(256),
+        }
+    }
+}
+
+/// The per-connection service.
+pub struct AuthService {
+    app: Arc<App>,
+    /// Dynamic header lines of the response being built.
+    headers: String,
+}
+
+impl HttpService for AuthService {
+    fn call(&mut self, req: Request, rsp: &mut Response) -> io::Result<()> {
+        let path = req.path();
+        let path = path.split_once('?').map_or(path, |(p, _)| p);
+        match path {
+            "/auth" => self.auth(&req, rsp),
+            "/healthz" => {
+                rsp.body("ok\n");
+            }
+            "/readyz" => self.readyz(rsp),
+            "/metrics" => self.metrics(rsp),
+            _ => {
+                rsp.status_code(404, "Not Found");
+            }
+        }
+        Ok(())
+    }
+}
+
+impl AuthService {
+    fn auth(&mut self, req: &Request, rsp: &mut Response) {
+        let started = Instant::now();
+        let app = &self.app;
+        self.headers.clear();
+        let headers = req.headers().iter().map(|h| (h.name, h.value));
+        let found = find_token(headers, app.cookie_suffix.as_deref());
+        let outcome = found.and_then(|(token, carrier)| match app.verifier.verify(token) {
+            Ok(verified) => {
+                log::debug!(
+                    "allow sub={} sid={} carrier={}",
+                    verified.identity.user_id,
+                    verified.identity.session_id.as_deref().unwrap_or("-"),
+                    carrier.name()
+                );
+                self.headers.push_str(&verified.headers);
+                Ok(())
+            }
+            Err(e) => {
+                log::debug!("deny reason={e} carrier={}", carrier.name());
+                Err(e)
+            }
+        });
+        match outcome {
+            Ok(()) => {}
+            Err(TokenError::KeysUnavailable) => {
+                rsp.status_code(503, "Service Unavailable");
+                self.headers.push_str("Retry-After: 5");
+            }
+            Err(e) => {
+                if e == TokenError::Missing {
+                    log::debug!("deny reason={e}");
+                    self.headers.push_str("WWW-Authenticate: Bearer");
+                } else {
+                    let _ = write!(
+                        self.headers,
+                        "WWW-Authenticate: Bearer error=\"invalid_token\", error_description=\"{}\"",
+                        e.reason()
+                    );
+                }
+                rsp.status_code(401, "Unauthorized");
+            }
+        }
+        if declares_body(req) {
+            // nginx may forward a client's Content-Length without the body;
+            // answer now, and ask the peer not to reuse a connection whose
+            // framing is in doubt.
+            self.headers.push_str("\r\nConnection: close");
+        }
+        rsp.header(self.header_view());
+        app.metrics
+            .record_decision(outcome.map(|_| ()), started.elapsed());
+    }
+
+    fn readyz(&mut self, rsp: &mut Response) {
+        if self.app.verifier.keys.is_empty() {
+            rsp.status_code(503, "Service Unavailable");
+            rsp.body("no keys loaded\n");
+        } else {
+            rsp.body("ready\n");
+        }
+    }
+
+    fn metrics(&mut self, rsp: &mut Response) {
+        rsp.header("Content-Type: text/plain; version=0.0.4; charset=utf-8");
+        let _ = self.app.metrics.render(rsp.body_mut());
+    }
+
+    /// The dynamic header lines as the `&'static str` may_minihttp wants.
+    fn header_view(&self) -> &'static str {
+        // SAFETY: the string points into `self.headers`, which lives as long
+        // as this per-connection service. may_minihttp copies every header
+        // into its write buffer (`response::encode`) right after `call`
+        // returns and before it calls `call` again; `self.headers` is only
+        // changed inside `call`. So the bytes are alive and unchanged for as
+        // long as the response holds the reference. The pipelined-request
+        // test in tests/http.rs checks this with different users.
+        unsafe { &*(self.headers.as_str() as *const str) }
+    }
+}
+
+fn declares_body(req: &Request) -> bool {
+    req.headers().iter().any(|h| {
+        (h.name.eq_ignore_ascii_case("content-length") && h.value.iter().any(|b| *b != b'0'))
+            || h.name.eq_ignore_ascii_case("transfer-encoding")
+    })
+}

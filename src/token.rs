@@ -1,0 +1,109 @@
+//! Compact JWS decoding (RFC 7515 §7.1): three base64url segments.
+//!
+//! Strict on purpose: no `=` padding, no `+` or `/`, no whitespace, no
+//! non-canonical trailing bits. Anything else is `token-invalid`.
+
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
+
+use crate::claims::Claims;
+use crate::errors::TokenError;
+use crate::header::{parse_header, Header};
+
+/// A structurally valid token whose signature is not yet checked.
+#[derive(Debug)]
+pub struct Decoded<'t> {
+    pub header: Header,
+    pub claims: Claims,
+    /// The raw payload JSON (what `jwtgate verify` prints).
+    pub payload: Vec<u8>,
+    /// `base64url(header) "." base64url(payload)`: what the signature covers.
+    pub signing_input: &'t [u8],
+    pub signature: Vec<u8>,
+}
+
+/// Splits and decodes a compact JWS and parses its header and claims JSON.
+pub fn decode(token: &str) -> Result<Decoded<'_>, TokenError> {
+    let mut parts = token.split('.');
+    let (Some(h64), Some(p64), Some(s64), None) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
+    else {
+        return Err(TokenError::Malformed);
+    };
+    let header = parse_header(&decode_segment(h64)?)?;
+    let payload = decode_segment(p64)?;
+    let claims = Claims::parse(&payload)?;
+    let signature = decode_segment(s64)?;
+    let signing_input = &token.as_bytes()[..h64.len() + 1 + p64.len()];
+    Ok(Decoded {
+        header,
+        claims,
+        payload,
+        signing_input,
+        signature,
+    })
+}
+
+fn decode_segment(segment: &str) -> Result<Vec<u8>, TokenError> {
+    URL_SAFE_NO_PAD
+        .decode(segment)
+        .map_err(|_| TokenError::Malformed)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn b64(s: &str) -> String {
+        URL_SAFE_NO_PAD.encode(s)
+    }
+
+    fn token(header: &str, payload: &str, sig: &str) -> String {
+        format!("{}.{}.{}", b64(header), b64(payload), sig)
+    }
+
+    #[test]
+    fn well_formed_token_decodes() {
+        let t = token(
+            r#"{"alg":"RS256","kid":"k"}"#,
+            r#"{"sub":"u","exp":1}"#,
+            "AQID",
+        );
+        let d = decode(&t).unwrap();
+        assert_eq!(d.signature, [1, 2, 3]);
+        assert_eq!(d.signing_input, t.rsplit_once('.').unwrap().0.as_bytes());
+        assert_eq!(d.header.kid.as_deref(), Some("k"));
+    }
+
+    #[test]
+    fn structural_damage_is_malformed() {
+        let good = token(r#"{"alg":"RS256"}"#, r#"{"sub":"u"}"#, "AQID");
+        let (h, rest) = good.split_once('.').unwrap();
+        let (p, s) = rest.split_once('.').unwrap();
+        let cases = [
+            String::new(),
+            format!("{h}.{p}"),
+            format!("{h}.{p}.{s}.x"),
+            format!("{h}.{p}.{s}="),
+            format!("{h}=.{p}.{s}"),
+            format!("{h}.{p}.{s}\n"),
+            format!(" {h}.{p}.{s}"),
+            format!("{h}.{p}.AQI+"),
+            format!("{h}.{p}.AQI/"),
+            format!("{h}.{p}.AQJ"), // non-canonical trailing bits
+            format!("{h}.{}.{s}", b64("[1]")),
+            format!("{h}.{}.{s}", b64("\"str\"")),
+            format!(
+                "{}.{p}.{s}",
+                URL_SAFE_NO_PAD.encode([0x7b, 0xff, 0xfe, 0x7d])
+            ),
+            format!(
+                "{h}.{}.{s}",
+                b64(&format!("{}1{}", "[".repeat(200), "]".repeat(200)))
+            ),
+        ];
+        for t in cases {
+            assert_eq!(decode(&t).unwrap_err(), TokenError::Malformed, "{t:?}");
+        }
+    }
+}
