@@ -7,7 +7,10 @@ use jwtgate::config::Config;
 use jwtgate::{daemon, demo};
 
 fn main() -> ExitCode {
-    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
+    env_logger::Builder::from_env(
+        env_logger::Env::default().default_filter_or("info,may=warn,may_minihttp=off"),
+    )
+    .init();
     let args = match cli::parse_args(std::env::args().skip(1)) {
         Ok(args) => args,
         Err(e) => {

@@ -1,0 +1,472 @@
+//! Shared parts of the black-box tests: real RSA keys made with OpenSSL at
+//! test time, tokens signed with them, a real HTTP key server on loopback,
+//! the real `jwtgate` binary, and a raw HTTP/1.1 client (raw, so tests can
+//! send what a browser or an attacker would: pipelining, duplicate headers,
+//! bodies that never come).
+#![allow(dead_code)]
+
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
+use openssl::hash::MessageDigest;
+use openssl::pkey::{PKey, Private};
+use openssl::rsa::Rsa;
+use openssl::sign::Signer;
+use serde_json::{json, Value};
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_jwtgate");
+pub const ISSUER: &str = "https://clerk.example.com";
+pub const AZP: &str = "https://app.example.com";
+pub const SECRET: &str = "sk_test_jwtgate_integration";
+
+pub fn now() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64
+}
+
+/// A unique scratch directory, removed on drop.
+pub struct TempDir(pub PathBuf);
+
+impl TempDir {
+    pub fn new(tag: &str) -> TempDir {
+        static N: AtomicUsize = AtomicUsize::new(0);
+        let n = N.fetch_add(1, Ordering::Relaxed);
+        let dir = std::env::temp_dir().join(format!("jwtgate-{tag}-{}-{n}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        TempDir(dir)
+    }
+
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.0.join(name)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// An RSA signing key with its kid.
+#[derive(Clone)]
+pub struct Key {
+    pub kid: String,
+    pub private: PKey<Private>,
+}
+
+impl Key {
+    pub fn rsa(kid: &str, bits: u32) -> Key {
+        Key {
+            kid: kid.to_string(),
+            private: PKey::from_rsa(Rsa::generate(bits).unwrap()).unwrap(),
+        }
+    }
+
+    /// The public JWK, as Clerk publishes it.
+    pub fn jwk(&self) -> Value {
+        let rsa = self.private.rsa().unwrap();
+        json!({
+            "use": "sig", "kty": "RSA", "kid": self.kid, "alg": "RS256",
+            "n": URL_SAFE_NO_PAD.encode(rsa.n().to_vec()),
+            "e": URL_SAFE_NO_PAD.encode(rsa.e().to_vec()),
+        })
+    }
+
+    pub fn public_pem(&self) -> String {
+        String::from_utf8(self.private.public_key_to_pem().unwrap()).unwrap()
+    }
+
+    /// Signs with a Clerk-shaped header.
+    pub fn sign(&self, claims: &Value) -> String {
+        self.sign_with(
+            &json!({"alg": "RS256", "kid": self.kid, "typ": "JWT"}),
+            claims,
+        )
+    }
+
+    /// Signs any header and claims with RSASSA-PKCS1-v1_5 using the header's
+    /// RS* alg (RS256 when the alg is something else).
+    pub fn sign_with(&self, header: &Value, claims: &Value) -> String {
+        let digest = match header["alg"].as_str() {
+            Some("RS384") => MessageDigest::sha384(),
+            Some("RS512") => MessageDigest::sha512(),
+            _ => MessageDigest::sha256(),
+        };
+        let input = format!("{}.{}", b64(&header.to_string()), b64(&claims.to_string()));
+        let mut signer = Signer::new(digest, &self.private).unwrap();
+        let sig = signer.sign_oneshot_to_vec(input.as_bytes()).unwrap();
+        format!("{input}.{}", URL_SAFE_NO_PAD.encode(sig))
+    }
+}
+
+pub fn b64(s: &str) -> String {
+    URL_SAFE_NO_PAD.encode(s)
+}
+
+pub fn jwks(keys: &[&Key]) -> String {
+    json!({"keys": keys.iter().map(|k| k.jwk()).collect::<Vec<_>>()}).to_string()
+}
+
+/// Claims of a fresh Clerk v2 session token for `user`.
+pub fn claims(user: &str) -> Value {
+    let t = now();
+    json!({
+        "sub": user, "sid": format!("sess_{user}"), "iss": ISSUER, "azp": AZP,
+        "iat": t, "nbf": t - 10, "exp": t + 60, "v": 2, "jti": "j1",
+    })
+}
+
+/// A real HTTP/1.1 JWKS server on loopback. It serves `GET /v1/jwks` only
+/// with `Authorization: Bearer <SECRET>`, counts every request, and can be
+/// switched to failing (HTTP 500) to play an outage.
+pub struct KeyServer {
+    pub addr: SocketAddr,
+    pub body: Arc<Mutex<String>>,
+    pub fetches: Arc<AtomicUsize>,
+    pub down: Arc<AtomicBool>,
+    pub last_headers: Arc<Mutex<HashMap<String, String>>>,
+}
+
+impl KeyServer {
+    pub fn start(jwks_body: String) -> KeyServer {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let server = KeyServer {
+            addr: listener.local_addr().unwrap(),
+            body: Arc::new(Mutex::new(jwks_body)),
+            fetches: Arc::new(AtomicUsize::new(0)),
+            down: Arc::new(AtomicBool::new(false)),
+            last_headers: Arc::new(Mutex::new(HashMap::new())),
+        };
+        let (body, fetches, down, last) = (
+            server.body.clone(),
+            server.fetches.clone(),
+            server.down.clone(),
+            server.last_headers.clone(),
+        );
+        std::thread::spawn(move || {
+            for stream in listener.incoming().flatten() {
+                let (body, fetches, down, last) =
+                    (body.clone(), fetches.clone(), down.clone(), last.clone());
+                std::thread::spawn(move || serve_jwks(stream, &body, &fetches, &down, &last));
+            }
+        });
+        server
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://{}/v1/jwks", self.addr)
+    }
+
+    pub fn set_keys(&self, keys: &[&Key]) {
+        *self.body.lock().unwrap() = jwks(keys);
+    }
+
+    pub fn fetches(&self) -> usize {
+        self.fetches.load(Ordering::SeqCst)
+    }
+
+    pub fn set_down(&self, down: bool) {
+        self.down.store(down, Ordering::SeqCst);
+    }
+}
+
+fn serve_jwks(
+    stream: TcpStream,
+    body: &Mutex<String>,
+    fetches: &AtomicUsize,
+    down: &AtomicBool,
+    last: &Mutex<HashMap<String, String>>,
+) {
+    let mut reader = BufReader::new(stream.try_clone().unwrap());
+    let mut request_line = String::new();
+    if reader.read_line(&mut request_line).is_err() {
+        return;
+    }
+    let mut headers = HashMap::new();
+    loop {
+        let mut line = String::new();
+        if reader.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
+            break;
+        }
+        if let Some((name, value)) = line.trim_end().split_once(':') {
+            headers.insert(name.to_ascii_lowercase(), value.trim().to_string());
+        }
+    }
+    fetches.fetch_add(1, Ordering::SeqCst);
+    let authorized =
+        headers.get("authorization").map(String::as_str) == Some(&format!("Bearer {SECRET}"));
+    *last.lock().unwrap() = headers;
+    let (status, text) = if down.load(Ordering::SeqCst) {
+        ("500 Internal Server Error", String::from("{\"errors\":[]}"))
+    } else if !request_line.starts_with("GET /v1/jwks ") {
+        ("404 Not Found", String::new())
+    } else if !authorized {
+        (
+            "401 Unauthorized",
+            String::from("{\"errors\":[{\"code\":\"clerk_key_invalid\"}]}"),
+        )
+    } else {
+        ("200 OK", body.lock().unwrap().clone())
+    };
+    let mut stream = stream;
+    let _ = write!(
+        stream,
+        "HTTP/1.1 {status}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{text}",
+        text.len()
+    );
+}
+
+/// A free loopback port (bound and released; fine for tests).
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// The real daemon, killed on drop. Its stderr (the log) goes to a file.
+pub struct Daemon {
+    pub child: Child,
+    pub addr: SocketAddr,
+    pub config: PathBuf,
+    pub log: PathBuf,
+    _dir: TempDir,
+}
+
+/// A config for a daemon: the TOML text without `listen` (added by `start`).
+pub fn jwks_config(server: &KeyServer, extra_keys: &str) -> String {
+    format!(
+        "[keys]\njwks_url = \"{}\"\nsecret_key = \"{SECRET}\"\nmin_refetch_secs = 2\nfetch_timeout_ms = 1000\n{extra_keys}\n\
+         [verify]\nissuer = \"{ISSUER}\"\nauthorized_parties = [\"{AZP}\"]\n",
+        server.url()
+    )
+}
+
+/// A command for the binary with no JWTGATE_/CLERK_ variables inherited.
+pub fn jwtgate_command() -> Command {
+    let mut cmd = Command::new(BIN);
+    for (name, _) in std::env::vars() {
+        if name.starts_with("JWTGATE_") || name.starts_with("CLERK_") || name == "NOTIFY_SOCKET" {
+            cmd.env_remove(name);
+        }
+    }
+    cmd.env("RUST_LOG", "debug,may=warn,may_minihttp=off");
+    cmd
+}
+
+impl Daemon {
+    /// Starts `jwtgate --config <file>` and waits until `/healthz` answers.
+    pub fn start(config_toml: &str) -> Daemon {
+        Daemon::start_with(config_toml, |_| {})
+    }
+
+    pub fn start_with(config_toml: &str, customize: impl FnOnce(&mut Command)) -> Daemon {
+        let dir = TempDir::new("daemon");
+        let port = free_port();
+        let config = dir.path("jwtgate.toml");
+        std::fs::write(
+            &config,
+            format!("listen = \"127.0.0.1:{port}\"\n{config_toml}"),
+        )
+        .unwrap();
+        let log = dir.path("stderr.log");
+        let mut cmd = jwtgate_command();
+        cmd.arg("--config")
+            .arg(&config)
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap());
+        customize(&mut cmd);
+        let child = cmd.spawn().expect("spawn jwtgate");
+        let daemon = Daemon {
+            child,
+            addr: format!("127.0.0.1:{port}").parse().unwrap(),
+            config,
+            log,
+            _dir: dir,
+        };
+        daemon.wait_until(
+            |d| d.try_get("/healthz").map(|r| r.status) == Some(200),
+            "healthz",
+        );
+        daemon
+    }
+
+    /// Polls `cond` for up to 10 s; panics with the log if it never holds.
+    pub fn wait_until(&self, mut cond: impl FnMut(&Daemon) -> bool, what: &str) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if cond(self) {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        panic!("timed out waiting for {what}; log:\n{}", self.log_text());
+    }
+
+    pub fn wait_ready(&self) {
+        self.wait_until(|d| d.get("/readyz").status == 200, "readyz 200");
+    }
+
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    pub fn try_get(&self, path: &str) -> Option<Response> {
+        request(
+            self.addr,
+            &format!("GET {path} HTTP/1.1\r\nHost: t\r\n\r\n"),
+        )
+        .ok()
+    }
+
+    pub fn get(&self, path: &str) -> Response {
+        self.try_get(path).expect("GET")
+    }
+
+    /// `GET /auth` with extra header lines (each without CRLF).
+    pub fn auth(&self, headers: &[&str]) -> Response {
+        let mut raw = String::from("GET /auth HTTP/1.1\r\nHost: t\r\n");
+        for h in headers {
+            raw.push_str(h);
+            raw.push_str("\r\n");
+        }
+        raw.push_str("\r\n");
+        request(self.addr, &raw).expect("GET /auth")
+    }
+
+    pub fn bearer(&self, token: &str) -> Response {
+        self.auth(&[&format!("Authorization: Bearer {token}")])
+    }
+
+    pub fn metric(&self, line_prefix: &str) -> f64 {
+        let text = self.get("/metrics").body;
+        text.lines()
+            .find_map(|l| {
+                l.strip_prefix(line_prefix)
+                    .map(|v| v.trim().parse::<f64>().unwrap())
+            })
+            .unwrap_or_else(|| panic!("no metric {line_prefix} in\n{text}"))
+    }
+
+    pub fn signal(&self, name: &str) {
+        let ok = Command::new("kill")
+            .args([&format!("-{name}"), &self.child.id().to_string()])
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok, "kill -{name}");
+    }
+
+    /// Waits for exit up to `limit`; returns the exit code.
+    pub fn wait_exit(&mut self, limit: Duration) -> Option<i32> {
+        let deadline = Instant::now() + limit;
+        while Instant::now() < deadline {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status.code();
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        None
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A parsed HTTP response.
+#[derive(Debug)]
+pub struct Response {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: String,
+}
+
+impl Response {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
+    pub fn header_count(&self, name: &str) -> usize {
+        self.headers
+            .iter()
+            .filter(|(n, _)| n.eq_ignore_ascii_case(name))
+            .count()
+    }
+
+    /// The `error_description` of a 401's challenge.
+    pub fn reason(&self) -> Option<&str> {
+        let challenge = self.header("www-authenticate")?;
+        let start = challenge.find("error_description=\"")? + "error_description=\"".len();
+        Some(&challenge[start..start + challenge[start..].find('"')?])
+    }
+}
+
+/// Sends raw bytes on a new connection and reads one response.
+pub fn request(addr: SocketAddr, raw: &str) -> std::io::Result<Response> {
+    let mut stream = TcpStream::connect(addr)?;
+    stream.set_read_timeout(Some(Duration::from_secs(5)))?;
+    stream.write_all(raw.as_bytes())?;
+    read_response(&mut BufReader::new(stream))
+}
+
+/// Reads one response (status line, headers, Content-Length body).
+pub fn read_response(reader: &mut impl BufRead) -> std::io::Result<Response> {
+    let mut line = String::new();
+    if reader.read_line(&mut line)? == 0 {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::UnexpectedEof,
+            "closed",
+        ));
+    }
+    let status = line
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .ok_or_else(|| std::io::Error::other(format!("bad status line {line:?}")))?;
+    let mut headers = Vec::new();
+    loop {
+        let mut line = String::new();
+        reader.read_line(&mut line)?;
+        let line = line.trim_end_matches(['\r', '\n']);
+        if line.is_empty() {
+            break;
+        }
+        let (name, value) = line.split_once(':').unwrap_or((line, ""));
+        headers.push((name.to_string(), value.trim().to_string()));
+    }
+    let len: usize = headers
+        .iter()
+        .find(|(n, _)| n.eq_ignore_ascii_case("content-length"))
+        .map_or(0, |(_, v)| v.parse().unwrap_or(0));
+    let mut body = vec![0; len];
+    reader.read_exact(&mut body)?;
+    Ok(Response {
+        status,
+        headers,
+        body: String::from_utf8_lossy(&body).into_owned(),
+    })
+}
+
+/// Path of a file in the repository.
+pub fn repo_path(rel: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join(rel)
+}
