@@ -214,19 +214,31 @@ pub fn read_settings(path: Option<&Path>) -> Result<Settings, String> {
             .list_separator(",")
             .with_list_parse_key("verify.authorized_parties"),
     );
-    let merged = builder.build().map_err(|e| format!("config: {e}"))?;
+    let merged = builder.build().map_err(describe_error)?;
     merged.try_deserialize().map_err(describe_error)
 }
 
 /// The `config` crate reports unknown fields without their section; add
 /// a hint of where to look.
 fn describe_error(e: config::ConfigError) -> String {
-    let text = e.to_string();
+    let text = one_line(&e.to_string());
     if text.contains("unknown field") {
         format!("config: {text} (check the file and JWTGATE_* environment variables)")
     } else {
         format!("config: {text}")
     }
+}
+
+/// Folds a multi-line parser message (with its source excerpt and caret)
+/// into one line: the position, then the explanation.
+fn one_line(text: &str) -> String {
+    text.lines()
+        .map(str::trim)
+        .filter(|l| {
+            !l.is_empty() && !l.starts_with('|') && !l.contains(" | ") && !l.starts_with('^')
+        })
+        .collect::<Vec<_>>()
+        .join(": ")
 }
 
 fn in_range(key: &str, value: u64, min: u64, max: u64) -> Result<(), String> {

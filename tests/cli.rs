@@ -1,0 +1,257 @@
+//! The command line: `check`, `verify`, `demo`, `--version`, and config
+//! errors that name the bad key.
+
+mod common;
+
+use std::io::{BufRead, BufReader, Write};
+use std::process::{Output, Stdio};
+use std::time::{Duration, Instant};
+
+use common::*;
+
+fn run(args: &[&str], env: &[(&str, &str)]) -> Output {
+    let mut cmd = jwtgate_command();
+    cmd.args(args).env("RUST_LOG", "warn");
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    cmd.output().unwrap()
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+fn write_config(dir: &TempDir, toml: &str) -> String {
+    let path = dir.path("jwtgate.toml");
+    std::fs::write(&path, toml).unwrap();
+    path.display().to_string()
+}
+
+#[test]
+fn version_and_help() {
+    let out = run(&["--version"], &[]);
+    assert!(out.status.success());
+    assert_eq!(
+        text(&out.stdout).trim(),
+        format!("jwtgate {}", env!("CARGO_PKG_VERSION"))
+    );
+    let out = run(&["--help"], &[]);
+    assert!(text(&out.stdout).contains("verify TOKEN"));
+    let out = run(&["frobnicate"], &[]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(text(&out.stderr).contains("unknown command: frobnicate"));
+}
+
+#[test]
+fn check_loads_the_keys_and_reports_them() {
+    let key = Key::rsa("ins_check", 2048);
+    let server = KeyServer::start(jwks(&[&key]));
+    let dir = TempDir::new("check");
+    let config = write_config(&dir, &jwks_config(&server, ""));
+    let out = run(&["--config", &config, "check"], &[]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let line = text(&out.stdout);
+    assert!(line.starts_with("ok: 1 key(s) from JWKS"), "{line}");
+    assert!(line.contains("kid: ins_check"), "{line}");
+    server.set_down(true);
+    let out = run(&["--config", &config, "check"], &[]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        text(&out.stderr).contains("HTTP 500"),
+        "{}",
+        text(&out.stderr)
+    );
+}
+
+#[test]
+fn config_errors_name_the_key() {
+    let dir = TempDir::new("cfgerr");
+    let pem_key = Key::rsa("p", 2048).public_pem();
+    let cases: Vec<(String, Vec<(&str, &str)>, &str)> = vec![
+        (
+            "[keys]\njwks_url = \"https://x/jwks\"\ncache_capacity = \"lots\"\n".into(),
+            vec![],
+            "cache_capacity",
+        ),
+        (
+            "[keys]\njwks_url = \"https://x/jwks\"\ntypo_key = 1\n".into(),
+            vec![],
+            "typo_key",
+        ),
+        (
+            "[verify]\nleeway_secs = 5\n".into(),
+            vec![],
+            "keys: no key source",
+        ),
+        ("[keys\n".into(), vec![], "TOML parse error at line 1"),
+        (
+            "[keys]\njwks_url = \"https://x/jwks\"\nrefresh_secs = 1\n".into(),
+            vec![],
+            "keys.refresh_secs",
+        ),
+        (
+            "[keys]\njwt_key = \"garbage\"\n".into(),
+            vec![],
+            "keys.jwt_key",
+        ),
+        (
+            "[keys]\njwt_key_file = \"/nonexistent/clerk.pem\"\n".into(),
+            vec![],
+            "keys.jwt_key_file",
+        ),
+        (
+            "listen = \"not-an-address\"\n[keys]\njwks_url = \"https://x\"\n".into(),
+            vec![],
+            "listen",
+        ),
+        (
+            String::new(),
+            vec![("JWTGATE_KEYS__FETCH_TIMEOUT_MS", "5")],
+            "keys.fetch_timeout_ms",
+        ),
+        (String::new(), vec![("JWTGATE_NOPE", "1")], "nope"),
+        (
+            String::new(),
+            vec![("CLERK_PUBLISHABLE_KEY", "pk_live_bad")],
+            "keys.publishable_key",
+        ),
+        (
+            format!("[keys]\njwt_key = \"\"\"{pem_key}\"\"\"\njwt_key_file = \"/x\"\n"),
+            vec![],
+            "keys.jwt_key and keys.jwt_key_file",
+        ),
+    ];
+    for (toml, env, want) in cases {
+        let config = write_config(&dir, &toml);
+        let out = run(&["--config", &config, "check"], &env);
+        let err = text(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{toml} {env:?}: {err}");
+        assert!(
+            err.starts_with("jwtgate: ") && err.contains(want),
+            "want {want:?} in {err:?}"
+        );
+        assert_eq!(err.trim_end().lines().count(), 1, "one clear line: {err}");
+    }
+    let out = run(&["--config", "/nonexistent.toml", "check"], &[]);
+    assert!(text(&out.stderr).contains("/nonexistent.toml: not found"));
+}
+
+#[test]
+fn environment_configures_everything() {
+    let key = Key::rsa("ins_env", 2048);
+    let server = KeyServer::start(jwks(&[&key]));
+    let out = run(
+        &["check"],
+        &[
+            ("JWTGATE_KEYS__JWKS_URL", &server.url()),
+            ("CLERK_SECRET_KEY", SECRET),
+            (
+                "JWTGATE_VERIFY__AUTHORIZED_PARTIES",
+                "https://a.example,https://b.example",
+            ),
+            ("JWTGATE_VERIFY__ISSUER", ISSUER),
+        ],
+    );
+    let line = text(&out.stdout);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(
+        line.contains("authorized parties https://a.example, https://b.example"),
+        "{line}"
+    );
+    assert!(line.contains(&format!("issuer {ISSUER}")), "{line}");
+}
+
+#[test]
+fn verify_prints_claims_or_the_reason() {
+    let key = Key::rsa("ins_v", 2048);
+    let dir = TempDir::new("verify");
+    let config = write_config(
+        &dir,
+        &format!("[keys]\njwt_key = \"\"\"{}\"\"\"\n", key.public_pem()),
+    );
+    let token = key.sign(&claims("user_cli"));
+    let out = run(&["--config", &config, "verify", &token], &[]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let claims: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(claims["sub"], "user_cli");
+
+    let mut expired = common::claims("user_old");
+    expired["exp"] = (now() - 3600).into();
+    let out = run(&["--config", &config, "verify", &key.sign(&expired)], &[]);
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(text(&out.stderr).trim(), "token-expired");
+    assert!(out.stdout.is_empty());
+
+    // TOKEN "-" reads stdin.
+    let mut child = jwtgate_command()
+        .args(["--config", &config, "verify", "-"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    writeln!(child.stdin.take().unwrap(), "{token}").unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success());
+    assert!(text(&out.stdout).contains("\"user_cli\""));
+}
+
+#[test]
+fn demo_prints_a_curl_line_whose_token_works() {
+    let port = free_port();
+    let mut child = jwtgate_command()
+        .arg("demo")
+        .env("JWTGATE_LISTEN", format!("127.0.0.1:{port}"))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut stdout = BufReader::new(child.stdout.take().unwrap());
+    let mut token = None;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while token.is_none() && Instant::now() < deadline {
+        let mut line = String::new();
+        if stdout.read_line(&mut line).unwrap() == 0 {
+            break;
+        }
+        if let Some(rest) = line
+            .trim()
+            .strip_prefix("curl -i -H 'Authorization: Bearer ")
+        {
+            token = rest.split('\'').next().map(str::to_string);
+            assert!(
+                rest.contains(&format!("http://127.0.0.1:{port}/auth")),
+                "{line}"
+            );
+        }
+    }
+    let token = token.expect("a curl line with a token");
+    let addr = format!("127.0.0.1:{port}").parse().unwrap();
+    let get = |raw: &str| {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            match request(addr, raw) {
+                Ok(r) => return r,
+                Err(_) if Instant::now() < deadline => {
+                    std::thread::sleep(Duration::from_millis(20))
+                }
+                Err(e) => panic!("{e}"),
+            }
+        }
+    };
+    let ok = get(&format!(
+        "GET /auth HTTP/1.1\r\nAuthorization: Bearer {token}\r\n\r\n"
+    ));
+    assert_eq!(
+        (ok.status, ok.header("x-user-id")),
+        (200, Some("user_demo"))
+    );
+    assert_eq!(ok.header("x-org-role"), Some("org:admin"));
+    let denied = get("GET /auth HTTP/1.1\r\n\r\n");
+    assert_eq!(
+        (denied.status, denied.header("www-authenticate")),
+        (401, Some("Bearer"))
+    );
+    let _ = child.kill();
+    let _ = child.wait();
+}
