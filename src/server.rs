@@ -16,9 +16,9 @@ use std::time::Instant;
 use may_minihttp::{HttpService, HttpServiceFactory, Request, Response};
 
 use crate::errors::TokenError;
-use crate::extract::find_token;
+use crate::extract::{find_token, Carrier};
 use crate::metrics::Metrics;
-use crate::verify::Verifier;
+use crate::verify::{Verified, Verifier};
 
 /// What every connection shares.
 pub struct App {
@@ -75,22 +75,12 @@ impl AuthService {
         self.headers.clear();
         let headers = req.headers().iter().map(|h| (h.name, h.value));
         let found = find_token(headers, app.cookie_suffix.as_deref());
-        let outcome = found.and_then(|(token, carrier)| match app.verifier.verify(token) {
-            Ok(verified) => {
-                log::debug!(
-                    "allow sub={} sid={} carrier={}",
-                    verified.identity.user_id,
-                    verified.identity.session_id.as_deref().unwrap_or("-"),
-                    carrier.name()
-                );
-                self.headers.push_str(&verified.headers);
-                Ok(())
-            }
-            Err(e) => {
-                log::debug!("deny reason={e} carrier={}", carrier.name());
-                Err(e)
-            }
-        });
+        let carrier = found.as_ref().ok().map(|(_, carrier)| *carrier);
+        let result = found.and_then(|(token, _)| app.verifier.verify(token));
+        if log::log_enabled!(log::Level::Debug) {
+            log_decision(req, &result, carrier);
+        }
+        let outcome = result.map(|verified| self.headers.push_str(&verified.headers));
         match outcome {
             Ok(()) => {}
             Err(TokenError::KeysUnavailable) => {
@@ -99,7 +89,6 @@ impl AuthService {
             }
             Err(e) => {
                 if e == TokenError::Missing {
-                    log::debug!("deny reason={e}");
                     self.headers.push_str("WWW-Authenticate: Bearer");
                 } else {
                     let _ = write!(
@@ -118,8 +107,7 @@ impl AuthService {
             self.headers.push_str("\r\nConnection: close");
         }
         rsp.header(self.header_view());
-        app.metrics
-            .record_decision(outcome.map(|_| ()), started.elapsed());
+        app.metrics.record_decision(outcome, started.elapsed());
     }
 
     fn readyz(&mut self, rsp: &mut Response) {
@@ -146,6 +134,33 @@ impl AuthService {
         // long as the response holds the reference. The pipelined-request
         // test in tests/http.rs checks this with different users.
         unsafe { &*(self.headers.as_str() as *const str) }
+    }
+}
+
+/// The one debug line per decision: outcome, who or why, and the original
+/// request nginx forwarded (values escaped, so a client cannot forge lines).
+fn log_decision(req: &Request, result: &Result<Verified, TokenError>, carrier: Option<Carrier>) {
+    let header = |name: &str| {
+        req.headers()
+            .iter()
+            .find(|h| h.name.eq_ignore_ascii_case(name))
+            .map_or(String::from("-"), |h| {
+                String::from_utf8_lossy(h.value).escape_debug().to_string()
+            })
+    };
+    let (method, uri) = (header("x-original-method"), header("x-original-uri"));
+    let carrier = carrier.map_or("-", Carrier::name);
+    match result {
+        Ok(v) => log::debug!(
+            "allow sub={} sid={} carrier={carrier} method={method} uri={uri}",
+            v.identity.user_id.escape_debug(),
+            v.identity
+                .session_id
+                .as_deref()
+                .unwrap_or("-")
+                .escape_debug(),
+        ),
+        Err(e) => log::debug!("deny reason={e} carrier={carrier} method={method} uri={uri}"),
     }
 }
 

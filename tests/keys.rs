@@ -253,3 +253,45 @@ fn sigterm_and_sigint_exit_zero_promptly() {
         );
     }
 }
+
+/// systemd `Type=notify`: READY=1 once keys are loaded (or the first load
+/// failed), RELOADING=1 then READY=1 around SIGHUP, STOPPING=1 on exit.
+#[test]
+fn systemd_notifications_follow_the_key_state() {
+    use std::os::unix::net::UnixDatagram;
+    let key = Key::rsa("ins_1", 2048);
+    for key_server_up in [true, false] {
+        let server = KeyServer::start(jwks(&[&key]));
+        server.set_down(!key_server_up);
+        let dir = TempDir::new("notify");
+        let socket_path = dir.path("notify.sock");
+        let socket = UnixDatagram::bind(&socket_path).unwrap();
+        socket
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+        let recv = || {
+            let mut buf = [0u8; 512];
+            let n = socket.recv(&mut buf).expect("a notification");
+            String::from_utf8_lossy(&buf[..n]).trim_end().to_string()
+        };
+        let daemon = Daemon::start_with(&jwks_config(&server, ""), |cmd| {
+            cmd.env("NOTIFY_SOCKET", &socket_path);
+        });
+        assert_eq!(recv(), "READY=1");
+        let want_ready = if key_server_up { 200 } else { 503 };
+        assert_eq!(
+            daemon.get("/readyz").status,
+            want_ready,
+            "READY=1 comes after the first load"
+        );
+        daemon.signal("HUP");
+        let reloading = recv();
+        assert!(
+            reloading.starts_with("RELOADING=1\nMONOTONIC_USEC="),
+            "{reloading:?}"
+        );
+        assert_eq!(recv(), "READY=1");
+        daemon.signal("TERM");
+        assert_eq!(recv(), "STOPPING=1");
+    }
+}
