@@ -68,7 +68,9 @@ fn check_loads_the_keys_and_reports_them() {
 fn config_errors_name_the_key() {
     let dir = TempDir::new("cfgerr");
     let pem_key = Key::rsa("p", 2048).public_pem();
-    let cases: Vec<(String, Vec<(&str, &str)>, &str)> = vec![
+    // (config file, environment, what the error must name)
+    type Case<'a> = (String, Vec<(&'a str, &'a str)>, &'a str);
+    let cases: Vec<Case> = vec![
         (
             "[keys]\njwks_url = \"https://x/jwks\"\ncache_capacity = \"lots\"\n".into(),
             vec![],
