@@ -130,6 +130,7 @@ pub fn verify(config: &Config, token: &str) -> Result<Result<String, String>, St
         keys: load_keys(config)?,
         validation: config.validation.clone(),
         max_token_bytes: config.max_token_bytes,
+        cache: None,
     };
     Ok(match verifier.verify(&token) {
         Ok(verified) => {

@@ -35,6 +35,20 @@ pub struct Settings {
     pub pin_workers: bool,
     pub keys: KeySettings,
     pub verify: VerifySettings,
+    pub cache: CacheSettings,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CacheSettings {
+    /// Verified tokens remembered (0 = no cache).
+    pub tokens: usize,
+}
+
+impl Default for CacheSettings {
+    fn default() -> Self {
+        CacheSettings { tokens: 100_000 }
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -69,6 +83,7 @@ impl Default for Settings {
             pin_workers: false,
             keys: KeySettings::default(),
             verify: VerifySettings::default(),
+            cache: CacheSettings::default(),
         }
     }
 }
@@ -114,6 +129,8 @@ pub struct Config {
     pub fetch_timeout: Duration,
     pub validation: Validation,
     pub max_token_bytes: usize,
+    /// Verified tokens cached (0 = off).
+    pub cache_tokens: usize,
     /// Clerk's per-instance cookie suffix, from the publishable key.
     pub cookie_suffix: Option<String>,
 }
@@ -145,6 +162,7 @@ impl Config {
             64 * 1024,
         )?;
         in_range("workers", s.workers as u64, 0, 256)?;
+        in_range("cache.tokens", s.cache.tokens as u64, 0, 10_000_000)?;
         let frontend_api = match &k.publishable_key {
             Some(pk) => {
                 Some(parse_publishable_key(pk).map_err(|e| format!("keys.publishable_key: {e}"))?)
@@ -180,6 +198,7 @@ impl Config {
                 allow_pending: v.allow_pending,
             },
             max_token_bytes: v.max_token_bytes,
+            cache_tokens: s.cache.tokens,
             cookie_suffix: k.publishable_key.as_deref().map(cookie_suffix),
         })
     }

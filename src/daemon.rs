@@ -14,6 +14,7 @@ use may_minihttp::HttpServiceFactory;
 use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
 use signal_hook::iterator::Signals;
 
+use crate::cache::TokenCache;
 use crate::config::Config;
 use crate::fetch::Refresher;
 use crate::keystore::{Command, KeyStore};
@@ -61,6 +62,7 @@ pub fn run(config: Config, config_path: Option<PathBuf>) -> Result<(), String> {
             keys: store,
             validation: config.validation.clone(),
             max_token_bytes: config.max_token_bytes,
+            cache: TokenCache::new(config.cache_tokens),
         },
         metrics,
         cookie_suffix: config.cookie_suffix.clone(),

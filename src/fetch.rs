@@ -192,8 +192,8 @@ impl Refresher {
     fn refresh(&self, reason: &str) -> bool {
         self.store.fetch_started();
         let result = load_into(&self.store, &self.source);
-        self.store.fetch_finished();
         self.record(&result);
+        self.store.fetch_finished();
         match result {
             Ok(n) => {
                 log::info!(
@@ -216,8 +216,8 @@ impl Refresher {
     fn reload(&mut self, source: KeySource) {
         self.store.fetch_started();
         let result = load_into(&self.store, &source);
-        self.store.fetch_finished();
         self.record(&result);
+        self.store.fetch_finished();
         match result {
             Ok(n) => {
                 log::info!("reload: loaded {n} key(s) from {}", source.describe());

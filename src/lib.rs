@@ -16,6 +16,7 @@
 //! - [`claims`]: the claims and their validation (`exp`, `iss`, `azp`, ...).
 //! - [`identity`]: claims to `X-User-Id`, `X-Org-*`, ... headers.
 //! - [`verify`]: the whole pipeline, signature before claims.
+//! - [`cache`]: verified tokens by keyed hash, so a repeat costs no RSA.
 //! - [`errors`]: the one enum of reasons a token fails.
 //!
 //! The keys:
@@ -31,6 +32,7 @@
 //! - [`cli`], [`demo`]: the command line, `check`, `verify`, `demo`.
 
 pub mod algorithms;
+pub mod cache;
 pub mod claims;
 pub mod cli;
 pub mod config;

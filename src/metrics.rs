@@ -24,6 +24,8 @@ pub struct Metrics {
     last_good_fetch_unix: AtomicU64,
     keys_loaded: AtomicU64,
     connections: AtomicU64,
+    cache_hits: AtomicU64,
+    cache_misses: AtomicU64,
     latency_buckets: [AtomicU64; LATENCY_BUCKETS.len()],
     latency_count: AtomicU64,
     latency_sum_ns: AtomicU64,
@@ -54,6 +56,15 @@ impl Metrics {
         self.keys_loaded.store(keys_loaded as u64, Relaxed);
     }
 
+    /// A granted request: answered from the token cache, or verified.
+    pub fn record_cache(&self, hit: bool) {
+        if hit {
+            self.cache_hits.fetch_add(1, Relaxed);
+        } else {
+            self.cache_misses.fetch_add(1, Relaxed);
+        }
+    }
+
     pub fn record_connection(&self) {
         self.connections.fetch_add(1, Relaxed);
     }
@@ -64,60 +75,65 @@ impl Metrics {
 
     /// Renders the Prometheus text exposition format (version 0.0.4).
     pub fn render(&self, out: &mut impl Write) -> std::fmt::Result {
-        writeln!(
-            out,
-            "# HELP jwtgate_decisions_total Auth decisions by outcome and reason."
-        )?;
-        writeln!(out, "# TYPE jwtgate_decisions_total counter")?;
-        writeln!(
-            out,
-            "jwtgate_decisions_total{{outcome=\"allow\",reason=\"ok\"}} {}",
-            self.allowed.load(Relaxed)
-        )?;
+        let mut decisions = vec![(
+            String::from("outcome=\"allow\",reason=\"ok\""),
+            self.allowed.load(Relaxed),
+        )];
         for e in TokenError::ALL {
-            writeln!(
-                out,
-                "jwtgate_decisions_total{{outcome=\"deny\",reason=\"{}\"}} {}",
-                e.reason(),
-                self.denied[e.index()].load(Relaxed)
-            )?;
+            let labels = format!("outcome=\"deny\",reason=\"{}\"", e.reason());
+            decisions.push((labels, self.denied[e.index()].load(Relaxed)));
         }
-        writeln!(
+        let decisions: Vec<(&str, u64)> = decisions.iter().map(|(l, v)| (l.as_str(), *v)).collect();
+        let name = "jwtgate_decisions_total";
+        family(
             out,
-            "# HELP jwtgate_key_fetches_total JWKS fetches by outcome."
+            name,
+            "counter",
+            "Auth decisions by outcome and reason.",
+            &decisions,
         )?;
-        writeln!(out, "# TYPE jwtgate_key_fetches_total counter")?;
-        writeln!(
+        let fetches = [
+            ("outcome=\"ok\"", self.fetch_ok.load(Relaxed)),
+            ("outcome=\"error\"", self.fetch_error.load(Relaxed)),
+        ];
+        family(
             out,
-            "jwtgate_key_fetches_total{{outcome=\"ok\"}} {}",
-            self.fetch_ok.load(Relaxed)
+            "jwtgate_key_fetches_total",
+            "counter",
+            "JWKS fetches by outcome.",
+            &fetches,
         )?;
-        writeln!(
-            out,
-            "jwtgate_key_fetches_total{{outcome=\"error\"}} {}",
-            self.fetch_error.load(Relaxed)
-        )?;
-        gauge(
+        let cache = [
+            ("result=\"hit\"", self.cache_hits.load(Relaxed)),
+            ("result=\"miss\"", self.cache_misses.load(Relaxed)),
+        ];
+        let help = "Granted requests by token-cache result.";
+        family(out, "jwtgate_token_cache_total", "counter", help, &cache)?;
+        let keys = [("", self.keys_loaded.load(Relaxed))];
+        family(
             out,
             "jwtgate_keys_loaded",
+            "gauge",
             "Verification keys held.",
-            self.keys_loaded.load(Relaxed),
+            &keys,
         )?;
-        gauge(
+        let last = [("", self.last_good_fetch_unix.load(Relaxed))];
+        let help = "Unix time of the last successful key load (0: never).";
+        family(
             out,
             "jwtgate_last_good_key_fetch_timestamp_seconds",
-            "Unix time of the last successful key load (0: never).",
-            self.last_good_fetch_unix.load(Relaxed),
+            "gauge",
+            help,
+            &last,
         )?;
-        writeln!(
+        let connections = [("", self.connections())];
+        let help = "TCP connections accepted.";
+        family(
             out,
-            "# HELP jwtgate_connections_accepted_total TCP connections accepted."
-        )?;
-        writeln!(out, "# TYPE jwtgate_connections_accepted_total counter")?;
-        writeln!(
-            out,
-            "jwtgate_connections_accepted_total {}",
-            self.connections()
+            "jwtgate_connections_accepted_total",
+            "counter",
+            help,
+            &connections,
         )?;
         self.render_latency(out)
     }
@@ -139,10 +155,24 @@ impl Metrics {
     }
 }
 
-fn gauge(out: &mut impl Write, name: &str, help: &str, value: u64) -> std::fmt::Result {
+/// One metric family: HELP, TYPE, then a sample per label set.
+fn family(
+    out: &mut impl Write,
+    name: &str,
+    kind: &str,
+    help: &str,
+    samples: &[(&str, u64)],
+) -> std::fmt::Result {
     writeln!(out, "# HELP {name} {help}")?;
-    writeln!(out, "# TYPE {name} gauge")?;
-    writeln!(out, "{name} {value}")
+    writeln!(out, "# TYPE {name} {kind}")?;
+    for (labels, value) in samples {
+        if labels.is_empty() {
+            writeln!(out, "{name} {value}")?;
+        } else {
+            writeln!(out, "{name}{{{labels}}} {value}")?;
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]

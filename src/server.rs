@@ -18,7 +18,7 @@ use may_minihttp::{HttpService, HttpServiceFactory, Request, Response};
 use crate::errors::TokenError;
 use crate::extract::{find_token, Carrier};
 use crate::metrics::Metrics;
-use crate::verify::{Verified, Verifier};
+use crate::verify::{now_ms, Source, Verifier};
 
 /// What every connection shares.
 pub struct App {
@@ -76,11 +76,16 @@ impl AuthService {
         let headers = req.headers().iter().map(|h| (h.name, h.value));
         let found = find_token(headers, app.cookie_suffix.as_deref());
         let carrier = found.as_ref().ok().map(|(_, carrier)| *carrier);
-        let result = found.and_then(|(token, _)| app.verifier.verify(token));
-        if log::log_enabled!(log::Level::Debug) {
-            log_decision(req, &result, carrier);
+        let now = now_ms();
+        let result =
+            found.and_then(|(token, _)| app.verifier.authorize(token, now, &mut self.headers));
+        if let Ok(source) = result {
+            app.metrics.record_cache(source == Source::Cache);
         }
-        let outcome = result.map(|verified| self.headers.push_str(&verified.headers));
+        if log::log_enabled!(log::Level::Debug) {
+            log_decision(req, &result, carrier, &self.headers);
+        }
+        let outcome = result.map(|_| ());
         match outcome {
             Ok(()) => {}
             Err(TokenError::KeysUnavailable) => {
@@ -139,7 +144,12 @@ impl AuthService {
 
 /// The one debug line per decision: outcome, who or why, and the original
 /// request nginx forwarded (values escaped, so a client cannot forge lines).
-fn log_decision(req: &Request, result: &Result<Verified, TokenError>, carrier: Option<Carrier>) {
+fn log_decision(
+    req: &Request,
+    result: &Result<Source, TokenError>,
+    carrier: Option<Carrier>,
+    response_headers: &str,
+) {
     let header = |name: &str| {
         req.headers()
             .iter()
@@ -151,17 +161,21 @@ fn log_decision(req: &Request, result: &Result<Verified, TokenError>, carrier: O
     let (method, uri) = (header("x-original-method"), header("x-original-uri"));
     let carrier = carrier.map_or("-", Carrier::name);
     match result {
-        Ok(v) => log::debug!(
-            "allow sub={} sid={} carrier={carrier} method={method} uri={uri}",
-            v.identity.user_id.escape_debug(),
-            v.identity
-                .session_id
-                .as_deref()
-                .unwrap_or("-")
-                .escape_debug(),
+        Ok(source) => log::debug!(
+            "allow sub={} sid={} carrier={carrier} cached={} method={method} uri={uri}",
+            header_value(response_headers, "X-User-Id").unwrap_or("-"),
+            header_value(response_headers, "X-Session-Id").unwrap_or("-"),
+            *source == Source::Cache,
         ),
         Err(e) => log::debug!("deny reason={e} carrier={carrier} method={method} uri={uri}"),
     }
+}
+
+/// A value from a rendered header block (values there are checked safe).
+fn header_value<'a>(block: &'a str, name: &str) -> Option<&'a str> {
+    block
+        .split("\r\n")
+        .find_map(|line| line.strip_prefix(name)?.strip_prefix(": "))
 }
 
 fn declares_body(req: &Request) -> bool {

@@ -6,6 +6,9 @@
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use std::fmt::Write as _;
+
+use crate::cache::{Entry, TokenCache};
 use crate::claims::{Claims, Validation};
 use crate::errors::TokenError;
 use crate::identity::Identity;
@@ -28,9 +31,72 @@ pub struct Verifier {
     pub keys: Arc<KeyStore>,
     pub validation: Validation,
     pub max_token_bytes: usize,
+    /// Verified tokens; `None` when caching is off.
+    pub cache: Option<TokenCache>,
+}
+
+/// How `authorize` decided.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Source {
+    /// A live cache entry: no signature work.
+    Cache,
+    /// A full verification.
+    Verified,
 }
 
 impl Verifier {
+    /// The `/auth` decision: on success appends the response header lines
+    /// (identity headers and `X-Accel-Expires: @<exp>`) to `out`. A cache
+    /// hit allocates nothing and does no signature work.
+    pub fn authorize(
+        &self,
+        token: &str,
+        now_ms: i64,
+        out: &mut String,
+    ) -> Result<Source, TokenError> {
+        if token.len() > self.max_token_bytes {
+            return Err(TokenError::TooLarge);
+        }
+        let Some(cache) = &self.cache else {
+            out.push_str(&self.verify_and_render(token, now_ms)?.0);
+            return Ok(Source::Verified);
+        };
+        let key = cache.key(token);
+        let generation = self.keys.generation();
+        if cache
+            .get(key, now_ms, generation, |e| out.push_str(&e.headers))
+            .is_some()
+        {
+            return Ok(Source::Cache);
+        }
+        let (headers, expires_ms) = self.verify_and_render(token, now_ms)?;
+        out.push_str(&headers);
+        if now_ms < expires_ms {
+            let headers = headers.into_boxed_str();
+            cache.insert(
+                key,
+                Entry {
+                    headers,
+                    expires_ms,
+                    generation,
+                },
+            );
+        }
+        Ok(Source::Verified)
+    }
+
+    /// Full verification; the header block and `exp` in milliseconds.
+    fn verify_and_render(&self, token: &str, now_ms: i64) -> Result<(String, i64), TokenError> {
+        let verified = self.verify_at(token, now_ms)?;
+        let exp = verified
+            .claims
+            .expiry_secs()
+            .ok_or(TokenError::InvalidExpiry)?;
+        let mut headers = verified.headers;
+        let _ = write!(headers, "\r\nX-Accel-Expires: @{exp}");
+        Ok((headers, exp.saturating_mul(1000)))
+    }
+
     /// Verifies `token` at the current time.
     pub fn verify(&self, token: &str) -> Result<Verified, TokenError> {
         self.verify_at(token, now_ms())
