@@ -1,0 +1,837 @@
+//! End to end through a real nginx: the shipped `nginx/` configuration in
+//! front of the real `jwtgate` binary and a tiny upstream app that echoes
+//! the request it received, so the tests see exactly what reached the app.
+//!
+//! Each test starts its own key server, jwtgate, app and nginx. nginx runs
+//! unprivileged from a temp dir (`nginx -p <dir> -c <dir>/nginx.conf -e ...
+//! -g 'daemon off;'`); the test copies `nginx/example-site.conf` and the
+//! snippets there and rewrites only addresses, ports and paths.
+//!
+//! These tests need nginx with the auth_request module. They FAIL, never
+//! skip, when it is missing: on Debian `apt-get install -y nginx`. Set
+//! `NGINX=/path/to/nginx` to use another binary.
+
+mod common;
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use common::*;
+use serde_json::json;
+
+const INSTALL_HINT: &str = "nginx with the auth_request module is required for these tests \
+     (they never skip): on Debian/Ubuntu run `apt-get install -y nginx`, \
+     or set NGINX=/path/to/nginx";
+
+/// The Host the tests send; the sign-in redirect echoes it.
+const HOST: &str = "app.example.com";
+const SIGN_IN: &str = "https://accounts.example.com/sign-in";
+const IDENTITY_HEADERS: [&str; 7] = [
+    "X-User-Id",
+    "X-Session-Id",
+    "X-Org-Id",
+    "X-Org-Role",
+    "X-Org-Slug",
+    "X-Org-Permissions",
+    "X-Actor-Id",
+];
+
+// ---------------------------------------------------------------------------
+// The upstream app
+// ---------------------------------------------------------------------------
+
+/// A minimal HTTP/1.1 app on loopback (keepalive, Content-Length bodies).
+/// It answers every request with 200 and a body that echoes the request:
+/// the request line, each header as `name: value`, an empty line, then the
+/// request body.
+struct App {
+    addr: SocketAddr,
+    requests: Arc<AtomicUsize>,
+}
+
+impl App {
+    fn start() -> App {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let requests = Arc::new(AtomicUsize::new(0));
+        let counter = requests.clone();
+        std::thread::spawn(move || {
+            for stream in listener.incoming().flatten() {
+                let counter = counter.clone();
+                std::thread::spawn(move || serve_app(stream, &counter));
+            }
+        });
+        App { addr, requests }
+    }
+
+    fn requests(&self) -> usize {
+        self.requests.load(Ordering::SeqCst)
+    }
+}
+
+fn serve_app(stream: TcpStream, counter: &AtomicUsize) {
+    // nginx's pooled connections idle for up to 60 s; don't keep threads
+    // around longer than a test run.
+    let _ = stream.set_read_timeout(Some(Duration::from_secs(30)));
+    let mut writer = stream.try_clone().unwrap();
+    let mut reader = BufReader::new(stream);
+    loop {
+        let mut request_line = String::new();
+        if reader.read_line(&mut request_line).unwrap_or(0) == 0 {
+            return;
+        }
+        let mut echo = format!("{}\n", request_line.trim_end());
+        let mut length = 0usize;
+        loop {
+            let mut line = String::new();
+            if reader.read_line(&mut line).unwrap_or(0) == 0 {
+                return;
+            }
+            let line = line.trim_end_matches(['\r', '\n']);
+            if line.is_empty() {
+                break;
+            }
+            if let Some((name, value)) = line.split_once(':') {
+                if name.eq_ignore_ascii_case("content-length") {
+                    length = value.trim().parse().unwrap_or(0);
+                }
+                if name.eq_ignore_ascii_case("transfer-encoding") {
+                    // nginx buffers request bodies and sends Content-Length;
+                    // this app does not speak chunked.
+                    echo.push_str("!! chunked request body\n");
+                }
+            }
+            echo.push_str(line);
+            echo.push('\n');
+        }
+        let mut body = vec![0; length];
+        if reader.read_exact(&mut body).is_err() {
+            return;
+        }
+        echo.push('\n');
+        echo.push_str(&String::from_utf8_lossy(&body));
+        counter.fetch_add(1, Ordering::SeqCst);
+        let response = format!(
+            "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: {}\r\n\r\n{echo}",
+            echo.len()
+        );
+        if writer.write_all(response.as_bytes()).is_err() {
+            return;
+        }
+    }
+}
+
+/// What the app saw, parsed back from its echo.
+#[derive(Debug)]
+struct Echo {
+    request_line: String,
+    headers: Vec<(String, String)>,
+    body: String,
+}
+
+impl Echo {
+    fn parse(page: &str) -> Echo {
+        let (head, body) = page.split_once("\n\n").expect("an echo page from the app");
+        let mut lines = head.lines();
+        let request_line = lines.next().unwrap().to_string();
+        let headers = lines
+            .map(|l| {
+                let (n, v) = l.split_once(':').unwrap_or((l, ""));
+                (n.to_string(), v.trim().to_string())
+            })
+            .collect();
+        Echo {
+            request_line,
+            headers,
+            body: body.to_string(),
+        }
+    }
+
+    fn header(&self, name: &str) -> Option<&str> {
+        let mut values = self
+            .headers
+            .iter()
+            .filter(|(n, _)| n.eq_ignore_ascii_case(name));
+        let first = values.next().map(|(_, v)| v.as_str());
+        assert!(
+            values.next().is_none(),
+            "app got {name} more than once: {self:#?}"
+        );
+        first
+    }
+
+    /// Asserts the identity headers the app got: exactly `expected`
+    /// (name, value) pairs, and none of the other identity headers.
+    fn assert_identity(&self, expected: &[(&str, &str)]) {
+        for name in IDENTITY_HEADERS {
+            let want = expected.iter().find(|(n, _)| *n == name).map(|(_, v)| *v);
+            assert_eq!(
+                self.header(name),
+                want,
+                "{name} at the app; echo: {self:#?}"
+            );
+        }
+        for (name, value) in &self.headers {
+            assert!(
+                !name.contains('_') && !value.contains("attacker"),
+                "a client-supplied identity header reached the app: {name}: {value}"
+            );
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------
+// nginx
+// ---------------------------------------------------------------------------
+
+fn nginx_bin() -> PathBuf {
+    if let Some(path) = std::env::var_os("NGINX") {
+        return PathBuf::from(path);
+    }
+    for candidate in [
+        "/usr/sbin/nginx",
+        "/usr/local/sbin/nginx",
+        "/usr/local/nginx/sbin/nginx",
+    ] {
+        if std::path::Path::new(candidate).exists() {
+            return PathBuf::from(candidate);
+        }
+    }
+    PathBuf::from("nginx")
+}
+
+/// Replaces `from` with `to`, insisting that `from` occurs exactly once, so
+/// an edit to the shipped files can't silently make the test run something
+/// else than what it claims.
+fn replace_once(text: &str, from: &str, to: &str, file: &str) -> String {
+    let n = text.matches(from).count();
+    assert_eq!(
+        n, 1,
+        "expected {from:?} exactly once in nginx/{file}, found {n}"
+    );
+    text.replacen(from, to, 1)
+}
+
+/// A real nginx (master + workers) running the shipped configuration,
+/// stopped on drop.
+struct Nginx {
+    child: Child,
+    addr: SocketAddr,
+    error_log: PathBuf,
+    _dir: TempDir,
+}
+
+impl Nginx {
+    fn start(jwtgate: SocketAddr, app: SocketAddr) -> Nginx {
+        let bin = nginx_bin();
+        match Command::new(&bin).arg("-V").output() {
+            Ok(out) => {
+                let version = String::from_utf8_lossy(&out.stderr);
+                assert!(
+                    version.contains("--with-http_auth_request_module"),
+                    "{} lacks the auth_request module:\n{version}\n{INSTALL_HINT}",
+                    bin.display()
+                );
+            }
+            Err(e) => panic!("cannot run {}: {e}\n{INSTALL_HINT}", bin.display()),
+        }
+
+        let dir = TempDir::new("nginx");
+        let port = free_port();
+        let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+        let read = |name: &str| {
+            std::fs::read_to_string(repo_path(&format!("nginx/{name}")))
+                .unwrap_or_else(|e| panic!("read nginx/{name}: {e}"))
+        };
+        let d = dir.0.display();
+
+        // The main config at <dir>/nginx.conf and the snippets at
+        // <dir>/jwtgate/, the layout the example documents, so its relative
+        // includes work unchanged.
+        let mut site = read("example-site.conf");
+        let f = "example-site.conf";
+        site = replace_once(&site, "listen 80;", &format!("listen {addr};"), f);
+        site = replace_once(
+            &site,
+            "server 127.0.0.1:8080;",
+            &format!("server {app};"),
+            f,
+        );
+        site = replace_once(
+            &site,
+            "pid /run/nginx.pid;",
+            &format!("pid {d}/nginx.pid;"),
+            f,
+        );
+        site = replace_once(
+            &site,
+            "/var/log/nginx/error.log",
+            &format!("{d}/error.log"),
+            f,
+        );
+        site = replace_once(
+            &site,
+            "/var/log/nginx/access.log",
+            &format!("{d}/access.log"),
+            f,
+        );
+        // Debian's compiled-in temp paths are under /var/lib/nginx.
+        let temp_paths: String = ["client_body", "proxy", "fastcgi", "uwsgi", "scgi"]
+            .iter()
+            .map(|t| format!("\n    {t}_temp_path {d}/temp/{t};"))
+            .collect();
+        site = replace_once(&site, "http {", &format!("http {{{temp_paths}"), f);
+        std::fs::write(dir.path("nginx.conf"), site).unwrap();
+
+        std::fs::create_dir_all(dir.path("jwtgate")).unwrap();
+        std::fs::create_dir_all(dir.path("temp")).unwrap();
+        let upstream = replace_once(
+            &read("jwtgate-upstream.conf"),
+            "server 127.0.0.1:7070;",
+            &format!("server {jwtgate};"),
+            "jwtgate-upstream.conf",
+        );
+        std::fs::write(dir.path("jwtgate/jwtgate-upstream.conf"), upstream).unwrap();
+        for name in [
+            "jwtgate-auth.conf",
+            "jwtgate-protect.conf",
+            "jwtgate-public.conf",
+        ] {
+            std::fs::write(dir.path(&format!("jwtgate/{name}")), read(name)).unwrap();
+        }
+
+        let error_log = dir.path("error.log");
+        let conf = dir.path("nginx.conf");
+        let run = |extra: &[&str]| {
+            let mut cmd = Command::new(&bin);
+            cmd.arg("-p")
+                .arg(&dir.0)
+                .arg("-c")
+                .arg(&conf)
+                .arg("-e")
+                .arg(&error_log)
+                .args(extra);
+            cmd
+        };
+        let test = run(&["-t"]).output().expect("nginx -t");
+        assert!(
+            test.status.success(),
+            "nginx -t rejected the config:\n{}\n{}",
+            String::from_utf8_lossy(&test.stderr),
+            std::fs::read_to_string(&conf).unwrap()
+        );
+
+        let child = run(&["-g", "daemon off;"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(dir.path("stderr.log")).unwrap())
+            .spawn()
+            .unwrap_or_else(|e| panic!("spawn {}: {e}\n{INSTALL_HINT}", bin.display()));
+        let mut nginx = Nginx {
+            child,
+            addr,
+            error_log,
+            _dir: dir,
+        };
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            if let Some(status) = nginx.child.try_wait().unwrap() {
+                panic!("nginx exited at startup ({status}):\n{}", nginx.logs());
+            }
+            if TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok() {
+                return nginx;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "nginx never listened on {addr}:\n{}",
+                nginx.logs()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    fn logs(&self) -> String {
+        let stderr = std::fs::read_to_string(self._dir.path("stderr.log")).unwrap_or_default();
+        let errors = std::fs::read_to_string(&self.error_log).unwrap_or_default();
+        format!("--- nginx stderr ---\n{stderr}--- nginx error.log ---\n{errors}")
+    }
+}
+
+impl Drop for Nginx {
+    fn drop(&mut self) {
+        // SIGTERM makes the master stop its workers too; SIGKILL would
+        // orphan them (and their listening socket).
+        let pid = self.child.id().to_string();
+        let _ = Command::new("kill").args(["-TERM", &pid]).status();
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+// ---------------------------------------------------------------------------
+// The whole stack
+// ---------------------------------------------------------------------------
+
+struct Stack {
+    // Dropped in this order: nginx first, then the daemon.
+    nginx: Nginx,
+    jwtgate: Daemon,
+    app: App,
+    key: Key,
+    _keys: KeyServer,
+}
+
+impl Stack {
+    fn start() -> Stack {
+        let key = Key::rsa("kid-nginx", 2048);
+        let keys = KeyServer::start(jwks(&[&key]));
+        let jwtgate = Daemon::start(&jwks_config(&keys, ""));
+        jwtgate.wait_ready();
+        let app = App::start();
+        let nginx = Nginx::start(jwtgate.addr, app.addr);
+        Stack {
+            nginx,
+            jwtgate,
+            app,
+            key,
+            _keys: keys,
+        }
+    }
+
+    fn token(&self, user: &str) -> String {
+        self.key.sign(&claims(user))
+    }
+
+    /// One request on a new connection: `method path`, Host, then `headers`
+    /// (lines without CRLF), then `body` with a Content-Length if not empty.
+    fn send(&self, method: &str, path: &str, headers: &[&str], body: &str) -> Response {
+        let raw = raw_request(method, path, headers, body);
+        request(self.nginx.addr, &raw)
+            .unwrap_or_else(|e| panic!("{method} {path} via nginx: {e}\n{}", self.nginx.logs()))
+    }
+
+    fn get(&self, path: &str, headers: &[&str]) -> Response {
+        self.send("GET", path, headers, "")
+    }
+
+    /// Asserts a 200 from the app and returns what the app saw.
+    fn app_saw(&self, rsp: &Response) -> Echo {
+        assert_eq!(
+            rsp.status,
+            200,
+            "expected the app's page: {rsp:#?}\n{}",
+            self.nginx.logs()
+        );
+        Echo::parse(&rsp.body)
+    }
+}
+
+fn raw_request(method: &str, path: &str, headers: &[&str], body: &str) -> String {
+    let mut raw = format!("{method} {path} HTTP/1.1\r\nHost: {HOST}\r\n");
+    for h in headers {
+        raw.push_str(h);
+        raw.push_str("\r\n");
+    }
+    if !body.is_empty() {
+        raw.push_str(&format!("Content-Length: {}\r\n", body.len()));
+    }
+    raw.push_str("\r\n");
+    raw.push_str(body);
+    raw
+}
+
+fn strs(lines: &[String]) -> Vec<&str> {
+    lines.iter().map(String::as_str).collect()
+}
+
+fn bearer(token: &str) -> String {
+    format!("Authorization: Bearer {token}")
+}
+
+const API_ACCEPT: &str = "Accept: application/json";
+const BROWSER_ACCEPT: &str =
+    "Accept: text/html,application/xhtml+xml,application/xml;q=0.9,image/avif,image/webp,*/*;q=0.8";
+
+// ---------------------------------------------------------------------------
+// Tests
+// ---------------------------------------------------------------------------
+
+#[test]
+fn valid_tokens_reach_the_app_with_the_identity_headers() {
+    let s = Stack::start();
+    let token = s.token("user_1");
+
+    // Authorization: Bearer (an API client).
+    let echo = s.app_saw(&s.get("/dashboard?tab=1", &[&bearer(&token), API_ACCEPT]));
+    assert_eq!(echo.request_line, "GET /dashboard?tab=1 HTTP/1.1");
+    echo.assert_identity(&[("X-User-Id", "user_1"), ("X-Session-Id", "sess_user_1")]);
+    assert_eq!(
+        echo.header("Host"),
+        Some(HOST),
+        "the app still gets the client's Host"
+    );
+    assert_eq!(
+        echo.header("Authorization"),
+        Some(bearer(&token)[15..].trim())
+    );
+
+    // The __session cookie (a browser), among other cookies.
+    let cookie = format!("Cookie: theme=dark; __session={token}; __client_uat=1700000000");
+    let echo = s.app_saw(&s.get("/dashboard", &[&cookie, BROWSER_ACCEPT]));
+    echo.assert_identity(&[("X-User-Id", "user_1"), ("X-Session-Id", "sess_user_1")]);
+
+    // A v2 token with an active organization and an actor (impersonation).
+    let mut c = claims("user_2");
+    c["fea"] = json!("o:dashboard");
+    c["o"] =
+        json!({"id": "org_1", "slg": "acme", "rol": "admin", "per": "read,manage", "fpm": "3"});
+    c["act"] = json!({"sub": "user_support"});
+    let echo = s.app_saw(&s.get("/orgs/acme", &[&bearer(&s.key.sign(&c))]));
+    echo.assert_identity(&[
+        ("X-User-Id", "user_2"),
+        ("X-Session-Id", "sess_user_2"),
+        ("X-Org-Id", "org_1"),
+        ("X-Org-Role", "org:admin"),
+        ("X-Org-Slug", "acme"),
+        (
+            "X-Org-Permissions",
+            "org:dashboard:read,org:dashboard:manage",
+        ),
+        ("X-Actor-Id", "user_support"),
+    ]);
+    assert_eq!(s.app.requests(), 3);
+}
+
+#[test]
+fn client_sent_identity_headers_never_reach_the_app() {
+    let s = Stack::start();
+    let forged: Vec<String> = IDENTITY_HEADERS
+        .iter()
+        .map(|h| format!("{h}: attacker"))
+        .chain([
+            // Twice, lower case, and with underscores (some frameworks map
+            // X_User_Id and X-User-Id to the same variable).
+            "x-user-id: attacker2_attacker".into(),
+            "X-Org-Role: org:attacker".into(),
+            "X_User_Id: attacker".into(),
+            "X_Org_Role: org:attacker".into(),
+        ])
+        .collect();
+    let with = |extra: String| -> Vec<String> { forged.iter().cloned().chain([extra]).collect() };
+
+    // A valid token without an organization: X-User-Id/X-Session-Id are
+    // replaced by the token's, and the org/actor headers are removed, not
+    // passed through.
+    let lines = with(bearer(&s.token("user_1")));
+    let echo = s.app_saw(&s.get("/account", &strs(&lines)));
+    echo.assert_identity(&[("X-User-Id", "user_1"), ("X-Session-Id", "sess_user_1")]);
+
+    // The same with the cookie and a POST.
+    let lines = with(format!("Cookie: __session={}", s.token("user_3")));
+    let echo = s.app_saw(&s.send("POST", "/account", &strs(&lines), "x=1"));
+    echo.assert_identity(&[("X-User-Id", "user_3"), ("X-Session-Id", "sess_user_3")]);
+
+    // A public location has no auth: the example strips every identity
+    // header there (jwtgate-public.conf), with or without a token.
+    let echo = s.app_saw(&s.get("/public/pricing", &strs(&forged)));
+    assert_eq!(echo.request_line, "GET /public/pricing HTTP/1.1");
+    echo.assert_identity(&[]);
+    let lines = with(bearer(&s.token("user_1")));
+    s.app_saw(&s.get("/public/pricing", &strs(&lines)))
+        .assert_identity(&[]);
+
+    // Forged headers with no token are simply refused.
+    assert_eq!(s.get("/account", &strs(&forged)).status, 401);
+    assert_eq!(s.app.requests(), 4);
+}
+
+#[test]
+fn missing_or_invalid_tokens_get_401_for_api_clients_and_sign_in_for_browsers() {
+    let s = Stack::start();
+
+    // No token, API client (and a client that sends no Accept at all).
+    for accept in [API_ACCEPT, "Accept: */*", "X-Nothing: 1"] {
+        let rsp = s.get("/api/items", &[accept]);
+        assert_eq!(rsp.status, 401, "{accept}: {rsp:#?}");
+        assert_eq!(rsp.header("WWW-Authenticate"), Some("Bearer"), "{rsp:#?}");
+        assert_eq!(rsp.header_count("WWW-Authenticate"), 1);
+        assert_eq!(rsp.header("Location"), None);
+    }
+
+    // No token, a browser navigating: 302 to sign-in, back to the original
+    // URL afterwards.
+    let rsp = s.get("/dashboard?tab=billing", &[BROWSER_ACCEPT]);
+    assert_eq!(rsp.status, 302, "{rsp:#?}\n{}", s.nginx.logs());
+    assert_eq!(
+        rsp.header("Location"),
+        Some(format!("{SIGN_IN}?redirect_url=http://{HOST}/dashboard?tab=billing").as_str())
+    );
+
+    // Invalid tokens: signed by another key under the same kid, expired,
+    // and garbage. API clients get 401 with RFC 6750's invalid_token
+    // (nginx copies jwtgate's challenge); browsers go to sign-in.
+    let forger = Key {
+        kid: s.key.kid.clone(),
+        private: Key::rsa("x", 2048).private,
+    };
+    let mut expired = claims("user_1");
+    expired["exp"] = json!(now() - 600);
+    expired["nbf"] = json!(now() - 1200);
+    expired["iat"] = json!(now() - 1200);
+    let invalid = [
+        forger.sign(&claims("user_1")),
+        s.key.sign(&expired),
+        "not.a.jwt".to_string(),
+    ];
+    for token in &invalid {
+        let rsp = s.get("/api/items", &[&bearer(token), API_ACCEPT]);
+        assert_eq!(rsp.status, 401, "{rsp:#?}");
+        assert_eq!(rsp.header_count("WWW-Authenticate"), 1);
+        let challenge = rsp.header("WWW-Authenticate").unwrap();
+        assert!(
+            challenge.starts_with("Bearer ") && challenge.contains("error=\"invalid_token\""),
+            "{challenge}"
+        );
+
+        let cookie = format!("Cookie: __session={token}");
+        let rsp = s.get("/dashboard", &[&cookie, BROWSER_ACCEPT]);
+        assert_eq!(rsp.status, 302, "{rsp:#?}");
+        assert!(rsp.header("Location").unwrap().starts_with(SIGN_IN));
+    }
+
+    // The auth location itself is internal.
+    let rsp = s.get("/_jwtgate", &[&bearer(&s.token("user_1"))]);
+    assert_eq!(rsp.status, 404, "{rsp:#?}");
+
+    assert_eq!(s.app.requests(), 0, "nothing may reach the app");
+}
+
+#[test]
+fn a_browser_sized_request_passes() {
+    let s = Stack::start();
+    let token = s.token("user_1");
+    // A ~4 KiB cookie jar with the session in the middle.
+    let filler = |n: usize| -> String {
+        (0..n)
+            .map(|i| format!("pref_{i}={}", "v".repeat(90)))
+            .collect::<Vec<_>>()
+            .join("; ")
+    };
+    let cookie = format!(
+        "Cookie: {}; __session={token}; __client_uat=1700000000; {}",
+        filler(18),
+        filler(18)
+    );
+    assert!(cookie.len() > 4096, "{}", cookie.len());
+    let mut headers: Vec<String> = vec![
+        "User-Agent: Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) \
+         Chrome/126.0.0.0 Safari/537.36"
+            .into(),
+        BROWSER_ACCEPT.into(),
+        "Accept-Language: en-US,en;q=0.9,de;q=0.8".into(),
+        "Accept-Encoding: gzip, deflate, br, zstd".into(),
+        "Cache-Control: max-age=0".into(),
+        "Connection: keep-alive".into(),
+        "Upgrade-Insecure-Requests: 1".into(),
+        "Sec-Fetch-Dest: document".into(),
+        "Sec-Fetch-Mode: navigate".into(),
+        "Sec-Fetch-Site: same-origin".into(),
+        "Sec-Fetch-User: ?1".into(),
+        "Sec-Ch-Ua: \"Chromium\";v=\"126\", \"Not.A/Brand\";v=\"24\"".into(),
+        "Sec-Ch-Ua-Mobile: ?0".into(),
+        "Sec-Ch-Ua-Platform: \"Linux\"".into(),
+        "Referer: http://app.example.com/".into(),
+        "DNT: 1".into(),
+        "Priority: u=0, i".into(),
+        "If-None-Match: \"abc123\"".into(),
+        "If-Modified-Since: Tue, 01 Jul 2025 00:00:00 GMT".into(),
+        "X-Requested-With: XMLHttpRequest".into(),
+        "X-Forwarded-For: 203.0.113.9".into(),
+        "Origin: http://app.example.com".into(),
+        cookie.clone(),
+    ];
+    assert!(headers.len() >= 20);
+    let echo = s.app_saw(&s.get("/dashboard", &strs(&headers)));
+    echo.assert_identity(&[("X-User-Id", "user_1"), ("X-Session-Id", "sess_user_1")]);
+    assert_eq!(echo.header("Cookie"), Some(&cookie["Cookie: ".len()..]));
+    assert_eq!(echo.header("Sec-Fetch-Mode"), Some("navigate"));
+
+    // The same with the token in Authorization and a ~12 KiB cookie line
+    // (nginx allows 16 KiB per line in the example; jwtgate gets it all).
+    headers.pop();
+    headers.push(format!("Cookie: {}", filler(120)));
+    headers.push(bearer(&token));
+    assert!(headers.last().unwrap().len() < 12 * 1024);
+    let echo = s.app_saw(&s.get("/dashboard", &strs(&headers)));
+    echo.assert_identity(&[("X-User-Id", "user_1"), ("X-Session-Id", "sess_user_1")]);
+}
+
+#[test]
+fn a_post_with_a_body_is_authorized_promptly_and_the_body_reaches_the_app() {
+    let s = Stack::start();
+    let token = s.token("user_1");
+    let body = format!("{{\"items\":[{}]}}", vec!["\"x\""; 3000].join(","));
+    let started = Instant::now();
+    let rsp = s.send(
+        "POST",
+        "/api/items",
+        &[
+            &bearer(&token),
+            "Content-Type: application/json",
+            API_ACCEPT,
+        ],
+        &body,
+    );
+    let elapsed = started.elapsed();
+    let echo = s.app_saw(&rsp);
+    assert!(elapsed < Duration::from_secs(2), "POST took {elapsed:?}");
+    assert_eq!(echo.request_line, "POST /api/items HTTP/1.1");
+    assert_eq!(
+        echo.header("Content-Length"),
+        Some(body.len().to_string().as_str())
+    );
+    assert_eq!(echo.body, body);
+    echo.assert_identity(&[("X-User-Id", "user_1"), ("X-Session-Id", "sess_user_1")]);
+
+    // A chunked body: nginx reads it, then sends it on with a Content-Length.
+    let chunked = format!(
+        "PUT /api/items/1 HTTP/1.1\r\nHost: {HOST}\r\n{}\r\nTransfer-Encoding: chunked\r\n\r\n\
+         5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n",
+        bearer(&token)
+    );
+    let started = Instant::now();
+    let rsp = request(s.nginx.addr, &chunked).expect("chunked PUT");
+    let echo = s.app_saw(&rsp);
+    assert!(started.elapsed() < Duration::from_secs(2));
+    assert_eq!(echo.request_line, "PUT /api/items/1 HTTP/1.1");
+    assert_eq!(echo.body, "hello world");
+
+    // A POST without a valid token is refused before the body matters.
+    let started = Instant::now();
+    let rsp = s.send("POST", "/api/items", &[API_ACCEPT], &body);
+    assert_eq!(rsp.status, 401);
+    assert!(started.elapsed() < Duration::from_secs(2));
+    assert_eq!(s.app.requests(), 2);
+}
+
+#[test]
+fn nginx_reuses_its_connections_to_jwtgate() {
+    let s = Stack::start();
+    let token = s.token("user_1");
+    let auth = bearer(&token);
+    let cookie = format!("Cookie: __session={token}");
+    let before = s.jwtgate.metric("jwtgate_connections_accepted_total");
+
+    const CLIENTS: usize = 4;
+    const PER_CLIENT: usize = 50;
+    let mut statuses = std::collections::BTreeMap::new();
+    for client in 0..CLIENTS {
+        let stream = TcpStream::connect(s.nginx.addr).unwrap();
+        stream
+            .set_read_timeout(Some(Duration::from_secs(5)))
+            .unwrap();
+        let mut writer = stream.try_clone().unwrap();
+        let mut reader = BufReader::new(stream);
+        for i in 0..PER_CLIENT {
+            // A mix of what nginx sends jwtgate: bearer and cookie tokens,
+            // POSTs with bodies, and refusals.
+            let (raw, want) = match i % 4 {
+                0 => (raw_request("GET", "/a", &[&auth], ""), 200),
+                1 => (raw_request("GET", "/b", &[&cookie], ""), 200),
+                2 => (raw_request("POST", "/c", &[&auth], "{\"n\":1}"), 200),
+                _ => (raw_request("GET", "/d", &[API_ACCEPT], ""), 401),
+            };
+            writer.write_all(raw.as_bytes()).unwrap();
+            let rsp = read_response(&mut reader)
+                .unwrap_or_else(|e| panic!("client {client} request {i}: {e}\n{}", s.nginx.logs()));
+            assert_eq!(rsp.status, want, "client {client} request {i}: {rsp:#?}");
+            *statuses.entry(rsp.status).or_insert(0) += 1;
+        }
+    }
+    // The metrics request itself is one more accepted connection.
+    let after = s.jwtgate.metric("jwtgate_connections_accepted_total");
+    let from_nginx = after - before - 1.0;
+    let total = CLIENTS * PER_CLIENT;
+    println!(
+        "{total} requests through nginx ({statuses:?}) -> {from_nginx} connections accepted by jwtgate"
+    );
+    assert!(
+        (1.0..=10.0).contains(&from_nginx),
+        "{total} auth subrequests cost {from_nginx} jwtgate connections (expected <= 10)\n{}",
+        s.nginx.logs()
+    );
+    assert_eq!(s.app.requests(), statuses[&200]);
+}
+
+#[test]
+fn jwtgate_down_fails_closed_with_500() {
+    let mut s = Stack::start();
+    let token = s.token("user_1");
+    s.app_saw(&s.get("/dashboard", &[&bearer(&token)]));
+
+    let _ = s.jwtgate.child.kill();
+    let _ = s.jwtgate.child.wait();
+
+    // Whatever the client sends, nothing gets through: nginx's 502 from the
+    // dead upstream becomes a 500 (not 401, so no sign-in loop either).
+    let cookie = format!("Cookie: __session={token}");
+    for headers in [
+        vec![bearer(&token)],
+        vec![cookie, BROWSER_ACCEPT.to_string()],
+        vec![BROWSER_ACCEPT.to_string()],
+        vec!["X-User-Id: user_1".to_string()],
+    ] {
+        let started = Instant::now();
+        let rsp = s.get("/dashboard", &strs(&headers));
+        assert_eq!(rsp.status, 500, "{headers:?}: {rsp:#?}");
+        assert!(
+            started.elapsed() < Duration::from_secs(3),
+            "{:?}",
+            started.elapsed()
+        );
+    }
+    assert_eq!(s.app.requests(), 1);
+    let log = std::fs::read_to_string(&s.nginx.error_log).unwrap();
+    assert!(log.contains("auth request unexpected status: 502"), "{log}");
+}
+
+#[test]
+fn no_keys_loaded_fails_closed_with_500() {
+    let key = Key::rsa("kid-nginx", 2048);
+    let keys = KeyServer::start(jwks(&[&key]));
+    keys.set_down(true);
+    let jwtgate = Daemon::start(&jwks_config(&keys, ""));
+    assert_eq!(jwtgate.get("/readyz").status, 503);
+    let app = App::start();
+    let nginx = Nginx::start(jwtgate.addr, app.addr);
+
+    let rsp = request(
+        nginx.addr,
+        &raw_request(
+            "GET",
+            "/dashboard",
+            &[&bearer(&key.sign(&claims("user_1")))],
+            "",
+        ),
+    )
+    .unwrap();
+    assert_eq!(
+        rsp.status, 500,
+        "jwtgate's 503 must not let anyone in: {rsp:#?}"
+    );
+    assert_eq!(app.requests(), 0);
+    let log = std::fs::read_to_string(&nginx.error_log).unwrap();
+    assert!(log.contains("auth request unexpected status: 503"), "{log}");
+}
