@@ -19,6 +19,8 @@ use std::num::NonZeroUsize;
 use std::sync::{Mutex, MutexGuard};
 
 use lru::LruCache;
+
+use crate::keystore::lock;
 use siphasher::sip128::{Hasher128, SipHasher24};
 
 /// Approximate memory of one entry: the 16-byte key, the LRU node, the
@@ -102,12 +104,6 @@ impl TokenCache {
     fn shard(&self, key: u128) -> MutexGuard<'_, LruCache<u128, Entry>> {
         lock(&self.shards[(key as usize) % SHARDS])
     }
-}
-
-fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    mutex
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 #[cfg(test)]

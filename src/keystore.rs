@@ -206,7 +206,7 @@ impl KeyStore {
 
 /// Locks, recovering from poisoning: every critical section here leaves the
 /// data consistent, so a panic elsewhere must not lock everyone out.
-fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+pub(crate) fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     mutex
         .lock()
         .unwrap_or_else(|poisoned| poisoned.into_inner())
