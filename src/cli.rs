@@ -129,6 +129,7 @@ pub fn verify(config: &Config, token: &str) -> Result<Result<String, String>, St
     let verifier = Verifier {
         keys: load_keys(config)?,
         validation: config.validation.clone(),
+        algorithms: config.algorithms,
         max_token_bytes: config.max_token_bytes,
         cache: None,
     };

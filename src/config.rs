@@ -17,6 +17,7 @@ use base64::engine::DecodePaddingMode;
 use base64::Engine;
 use serde::Deserialize;
 
+use crate::algorithms::{Algorithm, AlgorithmSet};
 use crate::claims::Validation;
 use crate::fetch::{JwksSource, KeySource};
 use crate::jwk::VerifyingKey;
@@ -68,6 +69,8 @@ pub struct KeySettings {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct VerifySettings {
+    /// Allowed `alg` names; default: RS256/384/512 in Clerk mode, all otherwise.
+    pub algorithms: Option<Vec<String>>,
     pub issuer: Option<String>,
     pub authorized_parties: Vec<String>,
     pub leeway_secs: u64,
@@ -107,6 +110,7 @@ impl Default for KeySettings {
 impl Default for VerifySettings {
     fn default() -> Self {
         VerifySettings {
+            algorithms: None,
             issuer: None,
             authorized_parties: vec![],
             leeway_secs: 5,
@@ -129,6 +133,8 @@ pub struct Config {
     pub fetch_timeout: Duration,
     pub validation: Validation,
     pub max_token_bytes: usize,
+    /// Algorithms accepted at all.
+    pub algorithms: AlgorithmSet,
     /// Verified tokens cached (0 = off).
     pub cache_tokens: usize,
     /// Clerk's per-instance cookie suffix, from the publishable key.
@@ -198,10 +204,49 @@ impl Config {
                 allow_pending: v.allow_pending,
             },
             max_token_bytes: v.max_token_bytes,
+            algorithms: resolve_algorithms(&s)?,
             cache_tokens: s.cache.tokens,
             cookie_suffix: k.publishable_key.as_deref().map(cookie_suffix),
         })
     }
+}
+
+/// Clerk mode (a secret, PEM or publishable key) accepts what Clerk's SDKs
+/// accept, the RS family; a plain `jwks_url` (another issuer) accepts every
+/// algorithm jwtgate implements, each still bound to its key type.
+fn resolve_algorithms(s: &Settings) -> Result<AlgorithmSet, String> {
+    let k = &s.keys;
+    let clerk_mode = k.secret_key.is_some()
+        || k.jwt_key.is_some()
+        || k.jwt_key_file.is_some()
+        || k.publishable_key.is_some();
+    let default = if clerk_mode {
+        AlgorithmSet::CLERK
+    } else {
+        AlgorithmSet::ALL
+    };
+    let Some(names) = &s.verify.algorithms else {
+        return Ok(default);
+    };
+    let mut set = AlgorithmSet::EMPTY;
+    for name in names {
+        let alg = Algorithm::from_name(name).ok_or_else(|| {
+            format!(
+                "verify.algorithms: {name:?} is not one of {}",
+                AlgorithmSet::ALL.names().join(", ")
+            )
+        })?;
+        if !default.contains(alg) {
+            return Err(format!(
+                "verify.algorithms: {name} is not allowed in Clerk mode (RS256, RS384, RS512)"
+            ));
+        }
+        set = set.with(alg);
+    }
+    if set == AlgorithmSet::EMPTY {
+        return Err("verify.algorithms: must not be empty".into());
+    }
+    Ok(set)
 }
 
 /// Layers defaults, Clerk variables, the file and `JWTGATE_*` variables.
@@ -399,6 +444,31 @@ mod tests {
     }
 
     #[test]
+    fn algorithms_follow_the_mode() {
+        let mut s = Settings::default();
+        s.keys.jwks_url = Some("https://issuer.example/jwks".into());
+        assert_eq!(
+            Config::from_settings(s).unwrap().algorithms,
+            AlgorithmSet::ALL
+        );
+        let mut s = Settings::default();
+        s.keys.jwks_url = Some("https://issuer.example/jwks".into());
+        s.verify.algorithms = Some(vec!["ES256".into(), "EdDSA".into()]);
+        let set = Config::from_settings(s).unwrap().algorithms;
+        assert!(set.contains(Algorithm::ES256) && !set.contains(Algorithm::RS256));
+        let mut s = Settings::default();
+        s.keys.secret_key = Some("sk_test_x".into());
+        s.verify.algorithms = Some(vec!["ES256".into()]);
+        assert!(Config::from_settings(s).unwrap_err().contains("Clerk mode"));
+        let mut s = Settings::default();
+        s.keys.jwks_url = Some("https://issuer.example/jwks".into());
+        s.verify.algorithms = Some(vec!["HS256".into()]);
+        assert!(Config::from_settings(s)
+            .unwrap_err()
+            .starts_with("verify.algorithms"));
+    }
+
+    #[test]
     fn cookie_suffix_matches_clerks_example() {
         assert_eq!(
             cookie_suffix("pk_live_Y2xlcmsuZXhhbXBsZS5jb20k"),
@@ -435,6 +505,7 @@ mod tests {
         s.keys.secret_key = Some("sk_test_x".into());
         s.keys.publishable_key = Some("pk_live_Y2xlcmsuZXhhbXBsZS5jb20k".into());
         let c = Config::from_settings(s).unwrap();
+        assert_eq!(c.algorithms, AlgorithmSet::CLERK);
         match &c.key_source {
             KeySource::Jwks(j) => assert_eq!(j.url, CLERK_JWKS_URL),
             other => panic!("{other:?}"),

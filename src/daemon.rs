@@ -61,6 +61,7 @@ pub fn run(config: Config, config_path: Option<PathBuf>) -> Result<(), String> {
         verifier: Verifier {
             keys: store,
             validation: config.validation.clone(),
+            algorithms: config.algorithms,
             max_token_bytes: config.max_token_bytes,
             cache: TokenCache::new(config.cache_tokens),
         },

@@ -1,23 +1,29 @@
 //! Verification keys: JSON Web Keys (RFC 7517) and PEM public keys, turned
 //! once into OpenSSL keys so that the request path only verifies.
 //!
-//! A key carries what it may verify: a JWK's `alg` pins one algorithm, a JWK
-//! without `alg` allows the RSA family, a PEM key (which has no `alg`) allows
-//! RS256 only, as Clerk's SDKs do. Keys with `use` other than `sig`, RSA
-//! moduli under 2048 bits and bad exponents are refused at load time.
+//! A key carries what it may verify: its type binds the algorithm family
+//! (RSA: RS*/PS*, EC: the ES* of its curve, OKP Ed25519: EdDSA), a JWK's
+//! `alg` pins one algorithm, and a PEM key (which has no `alg`) allows RS256
+//! only, as Clerk's SDKs do. Refused at load time: `use` other than `sig`,
+//! `key_ops` without `verify`, symmetric (`oct`) keys, RSA moduli outside
+//! 2048..=8192 bits, exponent 1 or even, ROCA-weak moduli, EC points off
+//! their curve or with short coordinates, and unknown curves.
 
 use std::collections::HashMap;
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use openssl::bn::BigNum;
-use openssl::pkey::{Id, PKey, Public};
+use openssl::ec::{EcGroup, EcKey};
+use openssl::ecdsa::EcdsaSig;
+use openssl::nid::Nid;
+use openssl::pkey::{PKey, Public};
 use openssl::rsa::{Padding, Rsa};
-use openssl::sign::Verifier;
+use openssl::sign::{RsaPssSaltlen, Verifier};
 use serde::Deserialize;
 use serde_json::Value;
 
-use crate::algorithms::Algorithm;
+use crate::algorithms::{Algorithm, Family};
 
 /// The smallest RSA modulus accepted, in bits.
 pub const MIN_RSA_BITS: u32 = 2048;
@@ -30,7 +36,8 @@ pub const MAX_KID_BYTES: usize = 256;
 #[derive(Clone)]
 pub struct VerifyingKey {
     kid: Option<String>,
-    /// `Some(alg)`: only this algorithm; `None`: any RSA algorithm.
+    family: Family,
+    /// `Some(alg)`: only this algorithm; `None`: any of the family.
     pinned_alg: Option<Algorithm>,
     pkey: PKey<Public>,
 }
@@ -39,6 +46,7 @@ impl std::fmt::Debug for VerifyingKey {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("VerifyingKey")
             .field("kid", &self.kid)
+            .field("family", &self.family)
             .field("pinned_alg", &self.pinned_alg)
             .field("bits", &self.pkey.bits())
             .finish()
@@ -46,8 +54,9 @@ impl std::fmt::Debug for VerifyingKey {
 }
 
 impl VerifyingKey {
-    /// Parses a PEM `PUBLIC KEY` (SPKI). Accepts the body without armor and
-    /// literal `\n` sequences, as the key is often pasted into env files.
+    /// Parses a PEM `PUBLIC KEY` (SPKI) holding an RSA key, Clerk's
+    /// networkless key. Accepts the body without armor and literal `\n`
+    /// sequences, as the key is often pasted into env files.
     pub fn from_pem(text: &str) -> Result<VerifyingKey, String> {
         let pem = normalize_pem(text);
         let pkey = PKey::public_key_from_pem(pem.as_bytes()).map_err(|_| {
@@ -59,6 +68,7 @@ impl VerifyingKey {
         check_rsa(&rsa)?;
         Ok(VerifyingKey {
             kid: None,
+            family: Family::Rsa,
             pinned_alg: Some(Algorithm::RS256),
             pkey,
         })
@@ -67,33 +77,24 @@ impl VerifyingKey {
     /// Parses one JWK object.
     pub fn from_jwk(value: &Value) -> Result<VerifyingKey, String> {
         let jwk = Jwk::deserialize(value).map_err(|e| format!("not a JWK: {e}"))?;
-        if let Some(kid) = &jwk.kid {
-            if kid.len() > MAX_KID_BYTES {
-                return Err(format!("kid is over {MAX_KID_BYTES} bytes"));
-            }
-        }
-        if let Some(u) = &jwk.key_use {
-            if u != "sig" {
-                return Err(format!("use is {u:?}, not \"sig\""));
-            }
-        }
-        if jwk.kty != "RSA" {
-            return Err(format!("kty {:?} is not supported", jwk.kty));
-        }
+        jwk.check_purpose()?;
+        let (family, pkey) = match jwk.kty.as_str() {
+            "RSA" => (Family::Rsa, jwk.rsa_key()?),
+            "EC" => jwk.ec_key()?,
+            "OKP" => (Family::Ed25519, jwk.ed25519_key()?),
+            "oct" => return Err("kty \"oct\": symmetric keys are not accepted".into()),
+            other => return Err(format!("kty {other:?} is not supported")),
+        };
         let pinned_alg = match &jwk.alg {
             None => None,
-            Some(name) => Some(
-                Algorithm::from_name(name)
-                    .ok_or_else(|| format!("alg {name:?} is not supported for an RSA key"))?,
-            ),
+            Some(name) => match Algorithm::from_name(name) {
+                Some(alg) if alg.family() == family => Some(alg),
+                _ => return Err(format!("alg {name:?} does not fit a {} key", jwk.kty)),
+            },
         };
-        let n = decode_component("n", jwk.n.as_deref())?;
-        let e = decode_component("e", jwk.e.as_deref())?;
-        let rsa = Rsa::from_public_components(n, e).map_err(|e| format!("bad RSA key: {e}"))?;
-        check_rsa(&rsa)?;
-        let pkey = PKey::from_rsa(rsa).map_err(|e| format!("bad RSA key: {e}"))?;
         Ok(VerifyingKey {
             kid: jwk.kid,
+            family,
             pinned_alg,
             pkey,
         })
@@ -109,27 +110,68 @@ impl VerifyingKey {
 
     /// Whether this key may verify a token signed with `alg`.
     pub fn allows(&self, alg: Algorithm) -> bool {
-        match self.pinned_alg {
-            Some(pinned) => pinned == alg,
-            None => self.pkey.id() == Id::RSA,
-        }
+        alg.family() == self.family && self.pinned_alg.is_none_or(|pinned| pinned == alg)
     }
 
-    /// Checks `signature` over `signing_input` with OpenSSL. Callers check
-    /// [`VerifyingKey::allows`] first; this refuses a disallowed `alg` too.
+    /// Checks `signature` over `signing_input` with OpenSSL. Refuses an
+    /// `alg` the key does not allow, and signatures of the wrong length.
     pub fn verify_signature(&self, alg: Algorithm, signing_input: &[u8], signature: &[u8]) -> bool {
-        if !self.allows(alg) || signature.len() != self.pkey.size() {
+        if !self.allows(alg) {
             return false;
         }
-        let Ok(mut verifier) = Verifier::new(alg.digest(), &self.pkey) else {
-            return false;
+        let result = match self.family {
+            Family::Rsa => self.verify_rsa(alg, signing_input, signature),
+            Family::Ec(_) => self.verify_ecdsa(alg, signing_input, signature),
+            Family::Ed25519 => self.verify_ed25519(signing_input, signature),
         };
-        if verifier.set_rsa_padding(Padding::PKCS1).is_err() {
-            return false;
+        result.unwrap_or(false)
+    }
+
+    fn verify_rsa(
+        &self,
+        alg: Algorithm,
+        input: &[u8],
+        sig: &[u8],
+    ) -> Result<bool, openssl::error::ErrorStack> {
+        let digest = alg.digest().expect("RSA algorithms hash");
+        if sig.len() != self.pkey.size() {
+            return Ok(false);
         }
-        verifier
-            .verify_oneshot(signature, signing_input)
-            .unwrap_or(false)
+        let mut verifier = Verifier::new(digest, &self.pkey)?;
+        if alg.is_pss() {
+            verifier.set_rsa_padding(Padding::PKCS1_PSS)?;
+            verifier.set_rsa_pss_saltlen(RsaPssSaltlen::DIGEST_LENGTH)?;
+            verifier.set_rsa_mgf1_md(digest)?;
+        } else {
+            verifier.set_rsa_padding(Padding::PKCS1)?;
+        }
+        verifier.verify_oneshot(sig, input)
+    }
+
+    /// JWS carries ECDSA signatures as fixed-width `r || s` (RFC 7518
+    /// §3.4); OpenSSL wants DER.
+    fn verify_ecdsa(
+        &self,
+        alg: Algorithm,
+        input: &[u8],
+        sig: &[u8],
+    ) -> Result<bool, openssl::error::ErrorStack> {
+        let digest = alg.digest().expect("ECDSA algorithms hash");
+        let width = coordinate_bytes(self.pkey.bits());
+        if sig.len() != 2 * width {
+            return Ok(false);
+        }
+        let r = BigNum::from_slice(&sig[..width])?;
+        let s = BigNum::from_slice(&sig[width..])?;
+        let der = EcdsaSig::from_private_components(r, s)?.to_der()?;
+        Verifier::new(digest, &self.pkey)?.verify_oneshot(&der, input)
+    }
+
+    fn verify_ed25519(&self, input: &[u8], sig: &[u8]) -> Result<bool, openssl::error::ErrorStack> {
+        if sig.len() != 64 {
+            return Ok(false);
+        }
+        Verifier::new_without_digest(&self.pkey)?.verify_oneshot(sig, input)
     }
 }
 
@@ -140,16 +182,94 @@ struct Jwk {
     alg: Option<String>,
     #[serde(rename = "use")]
     key_use: Option<String>,
+    key_ops: Option<Vec<String>>,
+    crv: Option<String>,
     n: Option<String>,
     e: Option<String>,
+    x: Option<String>,
+    y: Option<String>,
 }
 
-fn decode_component(name: &str, value: Option<&str>) -> Result<BigNum, String> {
-    let text = value.ok_or_else(|| format!("RSA key has no {name:?}"))?;
-    let bytes = URL_SAFE_NO_PAD
+impl Jwk {
+    /// `use`, `key_ops` and `kid` must allow signature verification.
+    fn check_purpose(&self) -> Result<(), String> {
+        if self
+            .kid
+            .as_ref()
+            .is_some_and(|kid| kid.len() > MAX_KID_BYTES)
+        {
+            return Err(format!("kid is over {MAX_KID_BYTES} bytes"));
+        }
+        if let Some(u) = &self.key_use {
+            if u != "sig" {
+                return Err(format!("use is {u:?}, not \"sig\""));
+            }
+        }
+        if let Some(ops) = &self.key_ops {
+            if !ops.iter().any(|op| op == "verify") {
+                return Err(format!("key_ops {ops:?} does not include \"verify\""));
+            }
+        }
+        Ok(())
+    }
+
+    fn rsa_key(&self) -> Result<PKey<Public>, String> {
+        let n = BigNum::from_slice(&decode_component("n", self.n.as_deref())?)
+            .map_err(|e| format!("RSA n: {e}"))?;
+        let e = BigNum::from_slice(&decode_component("e", self.e.as_deref())?)
+            .map_err(|e| format!("RSA e: {e}"))?;
+        let rsa = Rsa::from_public_components(n, e).map_err(|e| format!("bad RSA key: {e}"))?;
+        check_rsa(&rsa)?;
+        PKey::from_rsa(rsa).map_err(|e| format!("bad RSA key: {e}"))
+    }
+
+    fn ec_key(&self) -> Result<(Family, PKey<Public>), String> {
+        let (family, nid) = match self.crv.as_deref() {
+            Some("P-256") => (Family::Ec("P-256"), Nid::X9_62_PRIME256V1),
+            Some("P-384") => (Family::Ec("P-384"), Nid::SECP384R1),
+            Some("P-521") => (Family::Ec("P-521"), Nid::SECP521R1),
+            other => return Err(format!("EC curve {other:?} is not supported")),
+        };
+        let group = EcGroup::from_curve_name(nid).map_err(|e| e.to_string())?;
+        let width = coordinate_bytes(group.degree());
+        let x = decode_component("x", self.x.as_deref())?;
+        let y = decode_component("y", self.y.as_deref())?;
+        if x.len() != width || y.len() != width {
+            return Err(format!("EC coordinates must be {width} bytes each"));
+        }
+        let to_bn = |b: &[u8]| BigNum::from_slice(b).map_err(|e| e.to_string());
+        let (x, y) = (to_bn(&x)?, to_bn(&y)?);
+        let key = EcKey::from_public_key_affine_coordinates(&group, &x, &y)
+            .map_err(|_| "EC point is not on the curve".to_string())?;
+        key.check_key()
+            .map_err(|_| "EC point is not a valid public key".to_string())?;
+        let pkey = PKey::from_ec_key(key).map_err(|e| e.to_string())?;
+        Ok((family, pkey))
+    }
+
+    fn ed25519_key(&self) -> Result<PKey<Public>, String> {
+        if self.crv.as_deref() != Some("Ed25519") {
+            return Err(format!("OKP curve {:?} is not supported", self.crv));
+        }
+        let x = decode_component("x", self.x.as_deref())?;
+        if x.len() != 32 {
+            return Err("Ed25519 x must be 32 bytes".into());
+        }
+        PKey::public_key_from_raw_bytes(&x, openssl::pkey::Id::ED25519)
+            .map_err(|e| format!("bad Ed25519 key: {e}"))
+    }
+}
+
+/// Bytes in one coordinate (and one half of an ECDSA signature).
+fn coordinate_bytes(bits: u32) -> usize {
+    bits.div_ceil(8) as usize
+}
+
+fn decode_component(name: &str, value: Option<&str>) -> Result<Vec<u8>, String> {
+    let text = value.ok_or_else(|| format!("key has no {name:?}"))?;
+    URL_SAFE_NO_PAD
         .decode(text)
-        .map_err(|_| format!("RSA {name:?} is not base64url"))?;
-    BigNum::from_slice(&bytes).map_err(|e| format!("RSA {name:?}: {e}"))
+        .map_err(|_| format!("{name:?} is not base64url"))
 }
 
 fn check_rsa(rsa: &Rsa<Public>) -> Result<(), String> {
@@ -163,7 +283,34 @@ fn check_rsa(rsa: &Rsa<Public>) -> Result<(), String> {
     if !e.is_bit_set(0) || e.num_bits() < 2 || e.num_bits() > 64 {
         return Err("RSA exponent must be odd, at least 3 and at most 64 bits".to_string());
     }
+    if is_roca_weak(rsa.n()) {
+        return Err("RSA modulus has the ROCA weakness (CVE-2017-15361)".to_string());
+    }
     Ok(())
+}
+
+/// The ROCA fingerprint (Nemec et al., CCS 2017): moduli made by the weak
+/// Infineon generator are, modulo each of these small primes, a power of
+/// 65537. A random modulus passes all of them with negligible probability.
+fn is_roca_weak(n: &openssl::bn::BigNumRef) -> bool {
+    const PRIMES: [u32; 38] = [
+        3, 5, 7, 11, 13, 17, 19, 23, 29, 31, 37, 41, 43, 47, 53, 59, 61, 67, 71, 73, 79, 83, 89,
+        97, 101, 103, 107, 109, 113, 127, 131, 137, 139, 149, 151, 157, 163, 167,
+    ];
+    PRIMES.iter().all(|&p| {
+        let Ok(residue) = n.mod_word(p) else {
+            return false;
+        };
+        let generator = 65537 % p as u64;
+        let mut power = 1u64;
+        for _ in 0..p {
+            if power == residue {
+                return true;
+            }
+            power = power * generator % p as u64;
+        }
+        false
+    })
 }
 
 fn normalize_pem(text: &str) -> String {
@@ -263,8 +410,15 @@ mod tests {
         assert!(enc.contains("use"), "{enc}");
         let hs = VerifyingKey::from_jwk(&rsa_jwk(2048, "h", &[("alg", "HS256")])).unwrap_err();
         assert!(hs.contains("HS256"), "{hs}");
+        let es = VerifyingKey::from_jwk(&rsa_jwk(2048, "h", &[("alg", "ES256")])).unwrap_err();
+        assert!(es.contains("ES256"), "{es}");
         let oct = serde_json::json!({"kty": "oct", "kid": "o", "k": "c2VjcmV0"});
         assert!(VerifyingKey::from_jwk(&oct).unwrap_err().contains("oct"));
+        let mut ops = rsa_jwk(2048, "o", &[]);
+        ops["key_ops"] = serde_json::json!(["encrypt"]);
+        assert!(VerifyingKey::from_jwk(&ops)
+            .unwrap_err()
+            .contains("key_ops"));
         let mut e1 = rsa_jwk(2048, "x", &[]);
         e1["e"] = Value::String("AQ".into());
         assert!(VerifyingKey::from_jwk(&e1)

@@ -10,20 +10,26 @@ use crate::claims::Claims;
 use crate::errors::TokenError;
 use crate::header::{parse_header, Header};
 
-/// A structurally valid token whose signature is not yet checked.
+/// A structurally valid compact JWS whose signature is not yet checked.
 #[derive(Debug)]
-pub struct Decoded<'t> {
+pub struct Jws<'t> {
     pub header: Header,
-    pub claims: Claims,
-    /// The raw payload JSON (what `jwtgate verify` prints).
+    /// The payload bytes (for a JWT, the claims JSON).
     pub payload: Vec<u8>,
     /// `base64url(header) "." base64url(payload)`: what the signature covers.
     pub signing_input: &'t [u8],
     pub signature: Vec<u8>,
 }
 
-/// Splits and decodes a compact JWS and parses its header and claims JSON.
-pub fn decode(token: &str) -> Result<Decoded<'_>, TokenError> {
+/// A JWT: a JWS whose payload is a JSON object of claims.
+#[derive(Debug)]
+pub struct Decoded<'t> {
+    pub jws: Jws<'t>,
+    pub claims: Claims,
+}
+
+/// Splits and decodes a compact JWS and checks its header.
+pub fn decode_jws(token: &str) -> Result<Jws<'_>, TokenError> {
     let mut parts = token.split('.');
     let (Some(h64), Some(p64), Some(s64), None) =
         (parts.next(), parts.next(), parts.next(), parts.next())
@@ -32,16 +38,21 @@ pub fn decode(token: &str) -> Result<Decoded<'_>, TokenError> {
     };
     let header = parse_header(&decode_segment(h64)?)?;
     let payload = decode_segment(p64)?;
-    let claims = Claims::parse(&payload)?;
     let signature = decode_segment(s64)?;
     let signing_input = &token.as_bytes()[..h64.len() + 1 + p64.len()];
-    Ok(Decoded {
+    Ok(Jws {
         header,
-        claims,
         payload,
         signing_input,
         signature,
     })
+}
+
+/// Decodes a JWT: the JWS, then its claims JSON.
+pub fn decode(token: &str) -> Result<Decoded<'_>, TokenError> {
+    let jws = decode_jws(token)?;
+    let claims = Claims::parse(&jws.payload)?;
+    Ok(Decoded { jws, claims })
 }
 
 fn decode_segment(segment: &str) -> Result<Vec<u8>, TokenError> {
@@ -69,7 +80,7 @@ mod tests {
             r#"{"sub":"u","exp":1}"#,
             "AQID",
         );
-        let d = decode(&t).unwrap();
+        let d = decode(&t).unwrap().jws;
         assert_eq!(d.signature, [1, 2, 3]);
         assert_eq!(d.signing_input, t.rsplit_once('.').unwrap().0.as_bytes());
         assert_eq!(d.header.kid.as_deref(), Some("k"));

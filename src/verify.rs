@@ -8,12 +8,14 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use std::fmt::Write as _;
 
+use crate::algorithms::AlgorithmSet;
 use crate::cache::{Entry, TokenCache};
 use crate::claims::{Claims, Validation};
 use crate::errors::TokenError;
 use crate::identity::Identity;
+use crate::jwk::VerifyingKey;
 use crate::keystore::{KeyStore, Lookup};
-use crate::token::decode;
+use crate::token::{decode, Decoded, Jws};
 
 /// A token that passed every check.
 #[derive(Debug)]
@@ -29,6 +31,8 @@ pub struct Verified {
 /// Verifies tokens against a key store and a claim policy.
 pub struct Verifier {
     pub keys: Arc<KeyStore>,
+    /// Algorithms allowed at all (Clerk mode: the RS family).
+    pub algorithms: AlgorithmSet,
     pub validation: Validation,
     pub max_token_bytes: usize,
     /// Verified tokens; `None` when caching is off.
@@ -107,33 +111,38 @@ impl Verifier {
         if token.len() > self.max_token_bytes {
             return Err(TokenError::TooLarge);
         }
-        let decoded = decode(token)?;
-        let key = match self.keys.lookup_or_refetch(decoded.header.kid.as_deref()) {
+        let Decoded { jws, claims } = decode(token)?;
+        if !self.algorithms.contains(jws.header.alg) {
+            return Err(TokenError::InvalidAlgorithm);
+        }
+        let key = match self.keys.lookup_or_refetch(jws.header.kid.as_deref()) {
             Lookup::Found(key) => key,
             Lookup::UnknownKid => return Err(TokenError::UnknownKid),
             Lookup::Unavailable => return Err(TokenError::KeysUnavailable),
         };
-        if !key.allows(decoded.header.alg) {
-            return Err(TokenError::InvalidAlgorithm);
-        }
-        if !key.verify_signature(
-            decoded.header.alg,
-            decoded.signing_input,
-            &decoded.signature,
-        ) {
-            return Err(TokenError::InvalidSignature);
-        }
-        self.validation.validate(&decoded.claims, now_ms)?;
-        let identity = Identity::from_claims(&decoded.claims)?;
+        check_signature(&jws, &key)?;
+        self.validation.validate(&claims, now_ms)?;
+        let identity = Identity::from_claims(&claims)?;
         let mut headers = String::with_capacity(128);
         identity.render_headers(&mut headers)?;
         Ok(Verified {
             identity,
             headers,
-            claims: decoded.claims,
-            payload: decoded.payload,
+            claims,
+            payload: jws.payload,
         })
     }
+}
+
+/// Checks a JWS's signature with `key`, which must allow its `alg`.
+pub fn check_signature(jws: &Jws, key: &VerifyingKey) -> Result<(), TokenError> {
+    if !key.allows(jws.header.alg) {
+        return Err(TokenError::InvalidAlgorithm);
+    }
+    if !key.verify_signature(jws.header.alg, jws.signing_input, &jws.signature) {
+        return Err(TokenError::InvalidSignature);
+    }
+    Ok(())
 }
 
 /// The Unix time in milliseconds (0 if the clock is before 1970).
