@@ -1,23 +1,48 @@
-//! Project Wycheproof RSASSA-PKCS1-v1_5 vectors against jwtgate's RSA verifier.
+//! Project Wycheproof vectors against jwtgate's signature layer.
 //!
-//! Every case of the nine `rsa_signature_{2048,3072,4096}_sha{256,384,512}_test.json`
-//! files in `../shared/vectors` (unmodified Wycheproof copies, see the README
-//! there) goes through the public key loaders (`VerifyingKey::from_jwk`, and
-//! `from_pem` as a cross-check) and `VerifyingKey::verify_signature` with
-//! RS256/RS384/RS512. That call is the cryptographic check behind every token
-//! jwtgate accepts, so a forged padding, wrong hash or malleable signature that
-//! verifies here is an authentication bypass. A missing folder or file fails
-//! the test loudly; nothing is ever skipped.
+//! Every case of every primitive file in `../shared/vectors` (unmodified
+//! Wycheproof copies, see the README there): RSASSA-PKCS1-v1_5 (RS*),
+//! RSASSA-PSS (PS*), ECDSA P1363 (ES256/ES384) and Ed25519 (EdDSA), through
+//! the public key loader (`VerifyingKey::from_jwk`; `from_pem` as a
+//! cross-check for RS256) and `VerifyingKey::verify_signature`. That call is
+//! the cryptographic check behind every token jwtgate accepts, so a forged
+//! padding, wrong hash or malleable signature that verifies here is an
+//! authentication bypass. The JWS and JWK files then run whole compact
+//! tokens through `decode_jws` + `check_signature` with the group's keys.
+//! A missing folder or file fails the test loudly; nothing is ever skipped.
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::Path;
 
 use jwtgate::algorithms::Algorithm;
-use jwtgate::jwk::VerifyingKey;
+use jwtgate::jwk::{parse_jwks, VerifyingKey};
+use jwtgate::token::decode_jws;
+use jwtgate::verify::check_signature;
 use serde_json::Value;
 
 const VECTORS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/vectors");
-const ALGS: [Algorithm; 3] = [Algorithm::RS256, Algorithm::RS384, Algorithm::RS512];
+
+/// The primitive files, all of which must be present.
+const PRIMITIVE_FILES: [&str; 18] = [
+    "rsa_signature_2048_sha256_test.json",
+    "rsa_signature_2048_sha384_test.json",
+    "rsa_signature_2048_sha512_test.json",
+    "rsa_signature_3072_sha256_test.json",
+    "rsa_signature_3072_sha384_test.json",
+    "rsa_signature_3072_sha512_test.json",
+    "rsa_signature_4096_sha256_test.json",
+    "rsa_signature_4096_sha384_test.json",
+    "rsa_signature_4096_sha512_test.json",
+    "rsa_pss_2048_sha256_mgf1_32_test.json",
+    "rsa_pss_3072_sha256_mgf1_32_test.json",
+    "rsa_pss_4096_sha256_mgf1_32_test.json",
+    "rsa_pss_2048_sha384_mgf1_48_test.json",
+    "rsa_pss_4096_sha384_mgf1_48_test.json",
+    "rsa_pss_4096_sha512_mgf1_64_test.json",
+    "ecdsa_secp256r1_sha256_p1363_test.json",
+    "ecdsa_secp384r1_sha384_p1363_test.json",
+    "ed25519_test.json",
+];
 
 /// Decision for `acceptable` cases. The only ones in these files are flagged
 /// `MissingNull`: a DigestInfo whose AlgorithmIdentifier omits the NULL
@@ -67,20 +92,17 @@ fn verify(key: &VerifyingKey, alg: Algorithm, msg: &[u8], sig: &[u8]) -> Result<
 /// Runs every test of one group, counting into `tally` and describing each
 /// wrong outcome in `failures`.
 fn run_group(file: &str, group: &Value, tally: &mut Tally, failures: &mut Vec<String>) {
-    assert_eq!(
-        group["type"], "RsassaPkcs1Verify",
-        "{file}: unexpected group type"
-    );
-    let alg = match group["sha"].as_str() {
-        Some("SHA-256") => Algorithm::RS256,
-        Some("SHA-384") => Algorithm::RS384,
-        Some("SHA-512") => Algorithm::RS512,
-        other => panic!("{file}: unexpected sha {other:?}"),
-    };
-    let jwk = &group["keyJwk"];
+    let alg = group_algorithm(file, group);
+    let jwk = group_jwk(group);
+    let jwk = &jwk;
     let key = VerifyingKey::from_jwk(jwk);
-    // The same key as PEM; a PEM key is pinned to RS256 (see src/jwk.rs).
-    let pem = VerifyingKey::from_pem(group["publicKeyPem"].as_str().unwrap_or_default());
+    // The same key as PEM; a PEM key is RSA, pinned to RS256 (see src/jwk.rs).
+    let pem = match group["type"].as_str() {
+        Some("RsassaPkcs1Verify") => {
+            VerifyingKey::from_pem(group["publicKeyPem"].as_str().unwrap_or_default())
+        }
+        _ => key.clone(),
+    };
     // The JWK without `alg`, which allows the whole RSA family: a wrong-hash
     // rejection then comes from the signature check, not from the alg pin.
     let mut open_jwk = jwk.clone();
@@ -154,7 +176,8 @@ fn run_group(file: &str, group: &Value, tally: &mut Tally, failures: &mut Vec<St
                 "{case}: expected verified={expected}, got {verified}"
             ));
         }
-        if verify(pem, alg, &msg, &sig) != Ok(verified && alg == Algorithm::RS256) {
+        let pem_pinned = group["type"] == "RsassaPkcs1Verify" && alg != Algorithm::RS256;
+        if verify(pem, alg, &msg, &sig) != Ok(verified && !pem_pinned) {
             failures.push(format!(
                 "{case}: PEM key disagrees with JWK key (or RS256 pin)"
             ));
@@ -165,7 +188,7 @@ fn run_group(file: &str, group: &Value, tally: &mut Tally, failures: &mut Vec<St
             if verify(open, alg, &msg, &sig) != Ok(true) {
                 failures.push(format!("{case}: JWK without alg does not verify it"));
             }
-            for wrong in ALGS.into_iter().filter(|&a| a != alg) {
+            for wrong in Algorithm::ALL.into_iter().filter(|&a| a != alg) {
                 if verify(open, wrong, &msg, &sig) != Ok(false)
                     || verify(key, wrong, &msg, &sig) != Ok(false)
                 {
@@ -176,17 +199,65 @@ fn run_group(file: &str, group: &Value, tally: &mut Tally, failures: &mut Vec<St
     }
 }
 
+/// The group's key as a JWK. A few ECDSA groups (special points) ship no
+/// JWK; build it from the uncompressed point `04 || x || y`.
+fn group_jwk(group: &Value) -> Value {
+    use base64::Engine;
+    if let Some(jwk) = group.get("keyJwk").or(group.get("publicKeyJwk")) {
+        return jwk.clone();
+    }
+    let point = hex::decode(
+        group["publicKey"]["uncompressed"]
+            .as_str()
+            .expect("EC point"),
+    )
+    .unwrap();
+    let width = (point.len() - 1) / 2;
+    let crv = match width {
+        32 => "P-256",
+        48 => "P-384",
+        _ => "P-521",
+    };
+    let b64 = |b: &[u8]| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(b);
+    serde_json::json!({"kty": "EC", "crv": crv, "x": b64(&point[1..=width]), "y": b64(&point[1 + width..])})
+}
+
+/// The JWS algorithm a group's primitive maps to (README table).
+fn group_algorithm(file: &str, group: &Value) -> Algorithm {
+    let sha = group["sha"].as_str().unwrap_or_default();
+    let name = match (group["type"].as_str().unwrap_or_default(), sha) {
+        ("RsassaPkcs1Verify", _) => format!("RS{}", &sha[4..]),
+        ("RsassaPssVerify", _) => {
+            let hash_bytes: u64 = sha[4..].parse::<u64>().unwrap() / 8;
+            assert_eq!(
+                group["sLen"].as_u64(),
+                Some(hash_bytes),
+                "{file}: PS* salt = hash length"
+            );
+            assert_eq!(
+                group["mgfSha"].as_str(),
+                Some(sha),
+                "{file}: MGF1 with the same hash"
+            );
+            format!("PS{}", &sha[4..])
+        }
+        ("EcdsaP1363Verify", _) => format!("ES{}", &sha[4..]),
+        ("EddsaVerify", _) => "EdDSA".to_string(),
+        (other, _) => panic!("{file}: unexpected group type {other}"),
+    };
+    Algorithm::from_name(&name).unwrap_or_else(|| panic!("{file}: no algorithm {name}"))
+}
+
 #[test]
-fn rsassa_pkcs1_v1_5_vectors() {
+fn signature_primitive_vectors() {
     let mut failures = Vec::new();
     let mut total = Tally::default();
-    for bits in [2048, 3072, 4096] {
-        for sha in [256, 384, 512] {
-            let file = format!("rsa_signature_{bits}_sha{sha}_test.json");
-            let doc = load(&file);
+    {
+        for file in PRIMITIVE_FILES {
+            let doc = load(file);
             let mut t = Tally::default();
             for group in doc["testGroups"].as_array().expect("testGroups array") {
-                run_group(&file, group, &mut t, &mut failures);
+                run_group(file, group, &mut t, &mut failures);
             }
             let seen = t.valid + t.invalid + t.acceptable;
             if Some(seen as u64) != doc["numberOfTests"].as_u64() {
@@ -232,4 +303,118 @@ fn rsassa_pkcs1_v1_5_vectors() {
 #[should_panic(expected = "missing")]
 fn missing_vector_file_fails_loudly() {
     load("rsa_signature_no_such_file_test.json");
+}
+
+/// `valid` cases of json_web_signature_test.json that jwtgate rejects on
+/// purpose, each with its reason.
+const DELIBERATE_REJECTS: [(u64, &str); 6] = [
+    (
+        346,
+        "the key's alg PS256 pins it; the token is PS384 (RFC 7517 4.4)",
+    ),
+    (
+        350,
+        "the key's alg PS256 pins it; the token is PS384 (RFC 7517 4.4)",
+    ),
+    (
+        347,
+        "the key's alg ES521 is no JWA algorithm, so the key is refused",
+    ),
+    (
+        351,
+        "the key's alg ES521 is no JWA algorithm, so the key is refused",
+    ),
+    (
+        372,
+        "MAC over the text with a '?' removed; strict base64url refuses it (and HS256)",
+    ),
+    (
+        373,
+        "MAC over the text with a '?' removed; strict base64url refuses it (and HS256)",
+    ),
+];
+
+/// Which JWS cases jwtgate must accept: the `valid` ones, except HMAC
+/// (jwtgate has no shared secrets: HS* is refused by name) and the
+/// deliberate rejections above.
+fn jws_must_accept(file: &str, test: &Value, header_alg: &str) -> bool {
+    let deliberate = file == "json_web_signature_test.json"
+        && DELIBERATE_REJECTS
+            .iter()
+            .any(|(id, _)| test["tcId"].as_u64() == Some(*id));
+    test["result"] == "valid" && !header_alg.starts_with("HS") && !deliberate
+}
+
+/// The keys a JWS/JWK group offers: a JWK set, one JWK, or none (HMAC-only
+/// groups publish no public key). Keys jwtgate refuses are left out.
+fn group_keys(group: &Value) -> Vec<VerifyingKey> {
+    match group.get("public") {
+        None => vec![],
+        Some(set) if set.get("keys").is_some() => parse_jwks(set.to_string().as_bytes())
+            .map(|p| p.keys)
+            .unwrap_or_default(),
+        Some(jwk) => VerifyingKey::from_jwk(jwk).into_iter().collect(),
+    }
+}
+
+/// Whole compact tokens: jwtgate accepts a case iff it decodes, a key of
+/// the group matches its kid (single keys in these files carry the kid the
+/// tokens name) and the signature checks.
+fn jws_accepts(token: &str, keys: &[VerifyingKey]) -> bool {
+    let Ok(jws) = decode_jws(token) else {
+        return false;
+    };
+    keys.iter()
+        .filter(|k| k.kid().is_none() || k.kid() == jws.header.kid.as_deref())
+        .any(|k| check_signature(&jws, k).is_ok())
+}
+
+fn header_alg(token: &str) -> String {
+    use base64::Engine;
+    let header = token.split('.').next().unwrap_or_default();
+    base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(header.trim_end_matches('='))
+        .ok()
+        .and_then(|h| serde_json::from_slice::<Value>(&h).ok())
+        .and_then(|h| h["alg"].as_str().map(str::to_string))
+        .unwrap_or_default()
+}
+
+#[test]
+fn jws_and_jwk_set_vectors() {
+    let mut failures = Vec::new();
+    for file in ["json_web_signature_test.json", "json_web_key_test.json"] {
+        let doc = load(file);
+        let (mut seen, mut accepted) = (0, 0);
+        for group in doc["testGroups"].as_array().expect("testGroups array") {
+            let keys = group_keys(group);
+            for test in group["tests"].as_array().expect("tests array") {
+                seen += 1;
+                let token = test["jws"].as_str().unwrap_or_default();
+                let alg = header_alg(token);
+                let want = jws_must_accept(file, test, &alg);
+                let got = catch_unwind(AssertUnwindSafe(|| jws_accepts(token, &keys)));
+                match got {
+                    Ok(got) if got == want => accepted += usize::from(got),
+                    Ok(got) => failures.push(format!(
+                        "{file} tcId {} ({}, group {}, alg {alg}): accepted={got}, want {want}",
+                        test["tcId"], test["comment"], group["comment"]
+                    )),
+                    Err(_) => failures.push(format!("{file} tcId {}: panicked", test["tcId"])),
+                }
+            }
+        }
+        assert_eq!(
+            Some(seen as u64),
+            doc["numberOfTests"].as_u64(),
+            "{file}: case count"
+        );
+        eprintln!("{file}: {seen} cases, {accepted} accepted, all as expected unless listed");
+    }
+    assert!(
+        failures.is_empty(),
+        "{} failures:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
 }
