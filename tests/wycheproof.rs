@@ -418,3 +418,46 @@ fn jws_and_jwk_set_vectors() {
         failures.join("\n")
     );
 }
+
+/// Keys the JWK file calls bad (too small, exponent 1, ROCA-weak, wrong
+/// use, alg/curve mismatch, invalid point, wrong curve or kty) are refused
+/// when the set is loaded, and the refusal names the kid, so an operator
+/// sees which key of an issuer's JWKS was dropped.
+#[test]
+fn bad_keys_in_jwk_sets_are_refused_by_kid() {
+    let doc = load("json_web_key_test.json");
+    let mut checked = 0;
+    for group in doc["testGroups"].as_array().expect("testGroups array") {
+        let Some(set) = group.get("public") else {
+            continue; // symmetric-only groups: nothing public to load
+        };
+        let tests = group["tests"].as_array().expect("tests array");
+        if tests.iter().any(|t| t["result"] == "valid") {
+            continue;
+        }
+        let parsed = parse_jwks(set.to_string().as_bytes()).expect("a JWK set");
+        for test in tests {
+            let kid = test["jws"]
+                .as_str()
+                .and_then(|t| decode_jws(t).ok())
+                .and_then(|jws| jws.header.kid);
+            let Some(kid) = kid else { continue };
+            let case = format!(
+                "tcId {} ({}, group {})",
+                test["tcId"], test["comment"], group["comment"]
+            );
+            assert!(
+                parsed.keys.iter().all(|k| k.kid() != Some(&kid)),
+                "{case}: key {kid} was loaded"
+            );
+            assert!(
+                parsed.refused.iter().any(|r| r.contains(&kid)),
+                "{case}: no refusal names {kid}: {:?}",
+                parsed.refused
+            );
+            checked += 1;
+        }
+    }
+    eprintln!("{checked} bad keys refused by kid");
+    assert!(checked >= 10, "only {checked} bad-key cases found");
+}
