@@ -282,6 +282,16 @@ pub fn read_settings(path: Option<&Path>) -> Result<Settings, String> {
     merged.try_deserialize().map_err(describe_error)
 }
 
+/// Parses TOML text alone (no environment): for tests and fuzzing.
+pub fn settings_from_toml(text: &str) -> Result<Settings, String> {
+    config::Config::builder()
+        .add_source(config::File::from_str(text, config::FileFormat::Toml))
+        .build()
+        .map_err(describe_error)?
+        .try_deserialize()
+        .map_err(describe_error)
+}
+
 /// The `config` crate reports unknown fields without their section; add
 /// a hint of where to look.
 fn describe_error(e: config::ConfigError) -> String {

@@ -27,6 +27,52 @@ pub struct App {
     pub cookie_suffix: Option<String>,
 }
 
+impl App {
+    /// The `/auth` decision for a request's headers: returns the status
+    /// (200, 401 or 503) and appends the response header lines to `out`.
+    /// Counts it in the metrics and logs it at debug level. Independent of
+    /// the HTTP library, so the fuzz target and the server share it.
+    pub fn decide<'a>(
+        &self,
+        headers: impl Iterator<Item = (&'a str, &'a [u8])> + Clone,
+        now_ms: i64,
+        out: &mut String,
+    ) -> u16 {
+        let started = Instant::now();
+        let found = find_token(headers.clone(), self.cookie_suffix.as_deref());
+        let carrier = found.as_ref().ok().map(|(_, carrier)| *carrier);
+        let result = found.and_then(|(token, _)| self.verifier.authorize(token, now_ms, out));
+        if log::log_enabled!(log::Level::Debug) {
+            log_decision(headers, &result, carrier, out);
+        }
+        let status = match result {
+            Ok(source) => {
+                self.metrics.record_cache(source == Source::Cache);
+                200
+            }
+            Err(TokenError::KeysUnavailable) => {
+                out.push_str("Retry-After: 5");
+                503
+            }
+            Err(TokenError::Missing) => {
+                out.push_str("WWW-Authenticate: Bearer");
+                401
+            }
+            Err(e) => {
+                let _ = write!(
+                    out,
+                    "WWW-Authenticate: Bearer error=\"invalid_token\", error_description=\"{}\"",
+                    e.reason()
+                );
+                401
+            }
+        };
+        self.metrics
+            .record_decision(result.map(|_| ()), started.elapsed());
+        status
+    }
+}
+
 /// Makes one [`AuthService`] per accepted connection.
 pub struct AuthServiceFactory(pub Arc<App>);
 
@@ -70,38 +116,14 @@ impl HttpService for AuthService {
 
 impl AuthService {
     fn auth(&mut self, req: &Request, rsp: &mut Response) {
-        let started = Instant::now();
-        let app = &self.app;
         self.headers.clear();
         let headers = req.headers().iter().map(|h| (h.name, h.value));
-        let found = find_token(headers, app.cookie_suffix.as_deref());
-        let carrier = found.as_ref().ok().map(|(_, carrier)| *carrier);
-        let now = now_ms();
-        let result =
-            found.and_then(|(token, _)| app.verifier.authorize(token, now, &mut self.headers));
-        if let Ok(source) = result {
-            app.metrics.record_cache(source == Source::Cache);
-        }
-        if log::log_enabled!(log::Level::Debug) {
-            log_decision(req, &result, carrier, &self.headers);
-        }
-        let outcome = result.map(|_| ());
-        match outcome {
-            Ok(()) => {}
-            Err(TokenError::KeysUnavailable) => {
+        match self.app.decide(headers, now_ms(), &mut self.headers) {
+            200 => {}
+            503 => {
                 rsp.status_code(503, "Service Unavailable");
-                self.headers.push_str("Retry-After: 5");
             }
-            Err(e) => {
-                if e == TokenError::Missing {
-                    self.headers.push_str("WWW-Authenticate: Bearer");
-                } else {
-                    let _ = write!(
-                        self.headers,
-                        "WWW-Authenticate: Bearer error=\"invalid_token\", error_description=\"{}\"",
-                        e.reason()
-                    );
-                }
+            _ => {
                 rsp.status_code(401, "Unauthorized");
             }
         }
@@ -112,7 +134,6 @@ impl AuthService {
             self.headers.push_str("\r\nConnection: close");
         }
         rsp.header(self.header_view());
-        app.metrics.record_decision(outcome, started.elapsed());
     }
 
     fn readyz(&mut self, rsp: &mut Response) {
@@ -144,18 +165,18 @@ impl AuthService {
 
 /// The one debug line per decision: outcome, who or why, and the original
 /// request nginx forwarded (values escaped, so a client cannot forge lines).
-fn log_decision(
-    req: &Request,
+fn log_decision<'a>(
+    headers: impl Iterator<Item = (&'a str, &'a [u8])> + Clone,
     result: &Result<Source, TokenError>,
     carrier: Option<Carrier>,
     response_headers: &str,
 ) {
     let header = |name: &str| {
-        req.headers()
-            .iter()
-            .find(|h| h.name.eq_ignore_ascii_case(name))
-            .map_or(String::from("-"), |h| {
-                String::from_utf8_lossy(h.value).escape_debug().to_string()
+        headers
+            .clone()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map_or(String::from("-"), |(_, v)| {
+                String::from_utf8_lossy(v).escape_debug().to_string()
             })
     };
     let (method, uri) = (header("x-original-method"), header("x-original-uri"));
