@@ -8,10 +8,9 @@
 //! (±8.64e12 s), which Clerk's JS silently accepts, are refused.
 
 use serde::Deserialize;
-use serde_json::Value;
 
 use crate::errors::TokenError;
-use crate::json::{parse_object, present};
+use crate::json::{parse_object, present, Json};
 
 /// Seconds beyond which a time claim is refused (the JS `Date` range).
 const MAX_TIME_SECS: f64 = 8.64e12;
@@ -20,38 +19,38 @@ const MAX_TIME_SECS: f64 = 8.64e12;
 #[derive(Debug, Default, Deserialize)]
 pub struct Claims {
     #[serde(default, deserialize_with = "present")]
-    pub sub: Option<Value>,
+    pub sub: Option<Json>,
     #[serde(default, deserialize_with = "present")]
-    pub sid: Option<Value>,
+    pub sid: Option<Json>,
     #[serde(default, deserialize_with = "present")]
-    pub exp: Option<Value>,
+    pub exp: Option<Json>,
     #[serde(default, deserialize_with = "present")]
-    pub nbf: Option<Value>,
+    pub nbf: Option<Json>,
     #[serde(default, deserialize_with = "present")]
-    pub iat: Option<Value>,
+    pub iat: Option<Json>,
     #[serde(default, deserialize_with = "present")]
-    pub iss: Option<Value>,
+    pub iss: Option<Json>,
     #[serde(default, deserialize_with = "present")]
-    pub azp: Option<Value>,
+    pub azp: Option<Json>,
     #[serde(default, deserialize_with = "present")]
-    pub sts: Option<Value>,
+    pub sts: Option<Json>,
     /// Session token version: `2` means org data lives in `o`.
     #[serde(default, deserialize_with = "present")]
-    pub v: Option<Value>,
+    pub v: Option<Json>,
     #[serde(default, deserialize_with = "present")]
-    pub o: Option<Value>,
+    pub o: Option<Json>,
     #[serde(default, deserialize_with = "present")]
-    pub fea: Option<Value>,
+    pub fea: Option<Json>,
     #[serde(default, deserialize_with = "present")]
-    pub org_id: Option<Value>,
+    pub org_id: Option<Json>,
     #[serde(default, deserialize_with = "present")]
-    pub org_slug: Option<Value>,
+    pub org_slug: Option<Json>,
     #[serde(default, deserialize_with = "present")]
-    pub org_role: Option<Value>,
+    pub org_role: Option<Json>,
     #[serde(default, deserialize_with = "present")]
-    pub org_permissions: Option<Value>,
+    pub org_permissions: Option<Json>,
     #[serde(default, deserialize_with = "present")]
-    pub act: Option<Value>,
+    pub act: Option<Json>,
 }
 
 impl Claims {
@@ -83,7 +82,7 @@ impl Validation {
     /// `now_ms` is the Unix time in milliseconds.
     pub fn validate(&self, claims: &Claims, now_ms: i64) -> Result<(), TokenError> {
         match &claims.sub {
-            Some(Value::String(s)) if !s.is_empty() => {}
+            Some(Json::String(s)) if !s.is_empty() => {}
             _ => return Err(TokenError::InvalidSubject),
         }
         self.check_authorized_party(claims)?;
@@ -105,7 +104,7 @@ impl Validation {
                 return Err(TokenError::IssuedInTheFuture);
             }
         }
-        if !self.allow_pending && claims.sts.as_ref().and_then(Value::as_str) == Some("pending") {
+        if !self.allow_pending && claims.sts.as_ref().and_then(Json::as_str) == Some("pending") {
             return Err(TokenError::SessionPending);
         }
         Ok(())
@@ -116,7 +115,7 @@ impl Validation {
             return Ok(());
         }
         match &claims.azp {
-            Some(Value::String(azp)) if self.authorized_parties.iter().any(|p| p == azp) => Ok(()),
+            Some(Json::String(azp)) if self.authorized_parties.iter().any(|p| p == azp) => Ok(()),
             _ => Err(TokenError::InvalidAuthorizedParty),
         }
     }
@@ -126,7 +125,7 @@ impl Validation {
             return Ok(());
         };
         match &claims.iss {
-            Some(Value::String(iss)) if iss == want => Ok(()),
+            Some(Json::String(iss)) if iss == want => Ok(()),
             _ => Err(TokenError::InvalidIssuer),
         }
     }
@@ -135,7 +134,7 @@ impl Validation {
 /// A NumericDate as milliseconds, seconds truncated toward zero as a JS
 /// `Date` does. `Ok(None)` when absent; `invalid` when present but not a
 /// finite number within the JS `Date` range.
-fn time_claim(value: &Option<Value>, invalid: TokenError) -> Result<Option<f64>, TokenError> {
+fn time_claim(value: &Option<Json>, invalid: TokenError) -> Result<Option<f64>, TokenError> {
     let Some(value) = value else {
         return Ok(None);
     };
@@ -151,6 +150,7 @@ fn time_claim(value: &Option<Value>, invalid: TokenError) -> Result<Option<f64>,
 mod tests {
     use super::*;
     use serde_json::json;
+    use serde_json::Value;
     use TokenError::*;
 
     const NOW: i64 = 1_700_000_000_000;

@@ -4,11 +4,10 @@
 //! and `x5c` are never read at all: a token must not choose its own key.
 
 use serde::Deserialize;
-use serde_json::Value;
 
 use crate::algorithms::Algorithm;
 use crate::errors::TokenError;
-use crate::json::{parse_object, present};
+use crate::json::{parse_object, present, Json};
 use crate::jwk::MAX_KID_BYTES;
 
 /// Clerk token categories that mark a session token (`cat` header).
@@ -25,15 +24,15 @@ pub struct Header {
 #[derive(Deserialize)]
 struct RawHeader {
     #[serde(default, deserialize_with = "present")]
-    alg: Option<Value>,
+    alg: Option<Json>,
     #[serde(default, deserialize_with = "present")]
-    kid: Option<Value>,
+    kid: Option<Json>,
     #[serde(default, deserialize_with = "present")]
-    typ: Option<Value>,
+    typ: Option<Json>,
     #[serde(default, deserialize_with = "present")]
-    crit: Option<Value>,
+    crit: Option<Json>,
     #[serde(default, deserialize_with = "present")]
-    cat: Option<Value>,
+    cat: Option<Json>,
 }
 
 /// Parses and checks the decoded header JSON. Everything here happens
@@ -46,22 +45,22 @@ pub fn parse_header(json: &[u8]) -> Result<Header, TokenError> {
     }
     match &raw.typ {
         None => {}
-        Some(Value::String(t)) if t == "JWT" => {}
+        Some(Json::String(t)) if t == "JWT" => {}
         Some(_) => return Err(TokenError::InvalidType),
     }
     match &raw.cat {
         None => {}
-        Some(Value::String(c)) if SESSION_CATEGORIES.contains(&c.as_str()) => {}
+        Some(Json::String(c)) if SESSION_CATEGORIES.contains(&c.as_str()) => {}
         Some(_) => return Err(TokenError::WrongCategory),
     }
     let alg = match &raw.alg {
-        Some(Value::String(name)) => Algorithm::from_name(name),
+        Some(Json::String(name)) => Algorithm::from_name(name),
         _ => None,
     }
     .ok_or(TokenError::InvalidAlgorithm)?;
     let kid = match raw.kid {
         None => None,
-        Some(Value::String(kid)) if kid.len() <= MAX_KID_BYTES => Some(kid),
+        Some(Json::String(kid)) if kid.len() <= MAX_KID_BYTES => Some(kid),
         Some(_) => return Err(TokenError::InvalidKid),
     };
     Ok(Header { alg, kid })

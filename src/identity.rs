@@ -8,10 +8,9 @@
 //! the same headers. A value with a control character is never written into
 //! a header (that would be header injection): such a token is refused.
 
-use serde_json::Value;
-
 use crate::claims::Claims;
 use crate::errors::TokenError;
+use crate::json::Json;
 
 /// Longest value written into one header, in bytes.
 pub const MAX_HEADER_VALUE: usize = 1024;
@@ -41,7 +40,7 @@ impl Identity {
             actor_id: actor_id(&claims.act)?,
             ..Identity::default()
         };
-        let is_v2 = claims.v.as_ref().and_then(Value::as_f64) == Some(2.0);
+        let is_v2 = claims.v.as_ref().and_then(Json::as_f64) == Some(2.0);
         if is_v2 {
             identity.set_org_v2(claims)?;
         } else {
@@ -55,9 +54,9 @@ impl Identity {
         self.org_slug = opt_string(&claims.org_slug)?;
         self.org_role = opt_string(&claims.org_role)?;
         self.org_permissions = match &claims.org_permissions {
-            None | Some(Value::Null) => None,
-            Some(Value::Array(items)) => {
-                let perms: Option<Vec<&str>> = items.iter().map(Value::as_str).collect();
+            None | Some(Json::Null) => None,
+            Some(Json::Array(items)) => {
+                let perms: Option<Vec<&str>> = items.iter().map(Json::as_str).collect();
                 Some(perms.ok_or(TokenError::InvalidClaim)?.join(","))
             }
             Some(_) => return Err(TokenError::InvalidClaim),
@@ -67,8 +66,8 @@ impl Identity {
 
     fn set_org_v2(&mut self, claims: &Claims) -> Result<(), TokenError> {
         let org = match &claims.o {
-            None | Some(Value::Null) => return Ok(()),
-            Some(Value::Object(org)) => org,
+            None | Some(Json::Null) => return Ok(()),
+            Some(org @ Json::Object(_)) => org,
             Some(_) => return Err(TokenError::InvalidClaim),
         };
         self.org_id = opt_string(&org.get("id").cloned())?;
@@ -127,18 +126,18 @@ pub fn is_safe_header_value(value: &str) -> bool {
     value.len() <= MAX_HEADER_VALUE && !value.chars().any(char::is_control) && value.trim() == value
 }
 
-fn opt_string(value: &Option<Value>) -> Result<Option<String>, TokenError> {
+fn opt_string(value: &Option<Json>) -> Result<Option<String>, TokenError> {
     match value {
-        None | Some(Value::Null) => Ok(None),
-        Some(Value::String(s)) => Ok(Some(s.clone())),
+        None | Some(Json::Null) => Ok(None),
+        Some(Json::String(s)) => Ok(Some(s.clone())),
         Some(_) => Err(TokenError::InvalidClaim),
     }
 }
 
-fn actor_id(act: &Option<Value>) -> Result<Option<String>, TokenError> {
+fn actor_id(act: &Option<Json>) -> Result<Option<String>, TokenError> {
     match act {
-        None | Some(Value::Null) => Ok(None),
-        Some(Value::Object(act)) => opt_string(&act.get("sub").cloned()),
+        None | Some(Json::Null) => Ok(None),
+        Some(act @ Json::Object(_)) => opt_string(&act.get("sub").cloned()),
         Some(_) => Err(TokenError::InvalidClaim),
     }
 }
@@ -175,6 +174,7 @@ pub fn decode_permissions(fea: &str, per: &str, fpm: &str) -> Option<String> {
 mod tests {
     use super::*;
     use serde_json::json;
+    use serde_json::Value;
 
     fn identity(v: Value) -> Result<Identity, TokenError> {
         Identity::from_claims(&Claims::parse(v.to_string().as_bytes()).unwrap())

@@ -16,7 +16,11 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
+use openssl::bn::{BigNum, BigNumContext};
+use openssl::ec::{EcGroup, EcKey};
+use openssl::ecdsa::EcdsaSig;
 use openssl::hash::MessageDigest;
+use openssl::nid::Nid;
 use openssl::pkey::{PKey, Private};
 use openssl::rsa::Rsa;
 use openssl::sign::Signer;
@@ -73,8 +77,29 @@ impl Key {
         }
     }
 
-    /// The public JWK, as Clerk publishes it.
+    /// An EC P-256 key (for ES256).
+    pub fn ec_p256(kid: &str) -> Key {
+        let group = EcGroup::from_curve_name(Nid::X9_62_PRIME256V1).unwrap();
+        Key {
+            kid: kid.to_string(),
+            private: PKey::from_ec_key(EcKey::generate(&group).unwrap()).unwrap(),
+        }
+    }
+
+    /// The public JWK, as Clerk publishes it (RSA), or an ES256 EC JWK.
     pub fn jwk(&self) -> Value {
+        if let Ok(ec) = self.private.ec_key() {
+            let mut ctx = BigNumContext::new().unwrap();
+            let (mut x, mut y) = (BigNum::new().unwrap(), BigNum::new().unwrap());
+            ec.public_key()
+                .affine_coordinates(ec.group(), &mut x, &mut y, &mut ctx)
+                .unwrap();
+            return json!({
+                "use": "sig", "kty": "EC", "crv": "P-256", "kid": self.kid, "alg": "ES256",
+                "x": URL_SAFE_NO_PAD.encode(x.to_vec_padded(32).unwrap()),
+                "y": URL_SAFE_NO_PAD.encode(y.to_vec_padded(32).unwrap()),
+            });
+        }
         let rsa = self.private.rsa().unwrap();
         json!({
             "use": "sig", "kty": "RSA", "kid": self.kid, "alg": "RS256",
@@ -95,18 +120,32 @@ impl Key {
         )
     }
 
-    /// Signs any header and claims with RSASSA-PKCS1-v1_5 using the header's
-    /// RS* alg (RS256 when the alg is something else).
+    /// Signs any header and claims with this key: RSA keys use PKCS#1 v1.5
+    /// with the hash of the header's RS* alg (SHA-256 for any other alg);
+    /// EC keys sign ES256 as JWS wants it (r || s, 32 bytes each).
     pub fn sign_with(&self, header: &Value, claims: &Value) -> String {
+        let input = format!("{}.{}", b64(&header.to_string()), b64(&claims.to_string()));
+        format!(
+            "{input}.{}",
+            URL_SAFE_NO_PAD.encode(self.raw_signature(header, input.as_bytes()))
+        )
+    }
+
+    fn raw_signature(&self, header: &Value, input: &[u8]) -> Vec<u8> {
         let digest = match header["alg"].as_str() {
             Some("RS384") => MessageDigest::sha384(),
             Some("RS512") => MessageDigest::sha512(),
             _ => MessageDigest::sha256(),
         };
-        let input = format!("{}.{}", b64(&header.to_string()), b64(&claims.to_string()));
         let mut signer = Signer::new(digest, &self.private).unwrap();
-        let sig = signer.sign_oneshot_to_vec(input.as_bytes()).unwrap();
-        format!("{input}.{}", URL_SAFE_NO_PAD.encode(sig))
+        let der = signer.sign_oneshot_to_vec(input).unwrap();
+        if self.private.ec_key().is_err() {
+            return der;
+        }
+        let sig = EcdsaSig::from_der(&der).unwrap();
+        let mut raw = sig.r().to_vec_padded(32).unwrap();
+        raw.extend(sig.s().to_vec_padded(32).unwrap());
+        raw
     }
 }
 
@@ -135,6 +174,8 @@ pub struct KeyServer {
     pub body: Arc<Mutex<String>>,
     pub fetches: Arc<AtomicUsize>,
     pub down: Arc<AtomicBool>,
+    /// Serve without the bearer secret (a public JWKS, as other issuers have).
+    pub public: Arc<AtomicBool>,
     pub last_headers: Arc<Mutex<HashMap<String, String>>>,
 }
 
@@ -146,22 +187,27 @@ impl KeyServer {
             body: Arc::new(Mutex::new(jwks_body)),
             fetches: Arc::new(AtomicUsize::new(0)),
             down: Arc::new(AtomicBool::new(false)),
+            public: Arc::new(AtomicBool::new(false)),
             last_headers: Arc::new(Mutex::new(HashMap::new())),
         };
-        let (body, fetches, down, last) = (
-            server.body.clone(),
-            server.fetches.clone(),
-            server.down.clone(),
-            server.last_headers.clone(),
-        );
+        let state = server.state();
         std::thread::spawn(move || {
             for stream in listener.incoming().flatten() {
-                let (body, fetches, down, last) =
-                    (body.clone(), fetches.clone(), down.clone(), last.clone());
-                std::thread::spawn(move || serve_jwks(stream, &body, &fetches, &down, &last));
+                let state = state.clone();
+                std::thread::spawn(move || serve_jwks(stream, &state));
             }
         });
         server
+    }
+
+    fn state(&self) -> ServerState {
+        ServerState {
+            body: self.body.clone(),
+            fetches: self.fetches.clone(),
+            down: self.down.clone(),
+            public: self.public.clone(),
+            last: self.last_headers.clone(),
+        }
     }
 
     pub fn url(&self) -> String {
@@ -181,13 +227,23 @@ impl KeyServer {
     }
 }
 
-fn serve_jwks(
-    stream: TcpStream,
-    body: &Mutex<String>,
-    fetches: &AtomicUsize,
-    down: &AtomicBool,
-    last: &Mutex<HashMap<String, String>>,
-) {
+#[derive(Clone)]
+struct ServerState {
+    body: Arc<Mutex<String>>,
+    fetches: Arc<AtomicUsize>,
+    down: Arc<AtomicBool>,
+    public: Arc<AtomicBool>,
+    last: Arc<Mutex<HashMap<String, String>>>,
+}
+
+fn serve_jwks(stream: TcpStream, state: &ServerState) {
+    let ServerState {
+        body,
+        fetches,
+        down,
+        public,
+        last,
+    } = state;
     let mut reader = BufReader::new(stream.try_clone().unwrap());
     let mut request_line = String::new();
     if reader.read_line(&mut request_line).is_err() {
@@ -204,8 +260,8 @@ fn serve_jwks(
         }
     }
     fetches.fetch_add(1, Ordering::SeqCst);
-    let authorized =
-        headers.get("authorization").map(String::as_str) == Some(&format!("Bearer {SECRET}"));
+    let authorized = public.load(Ordering::SeqCst)
+        || headers.get("authorization").map(String::as_str) == Some(&format!("Bearer {SECRET}"));
     *last.lock().unwrap() = headers;
     let (status, text) = if down.load(Ordering::SeqCst) {
         ("500 Internal Server Error", String::from("{\"errors\":[]}"))
