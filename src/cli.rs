@@ -132,6 +132,7 @@ pub fn verify(config: &Config, token: &str) -> Result<Result<String, String>, St
         algorithms: config.algorithms,
         max_token_bytes: config.max_token_bytes,
         cache: None,
+        decision_ttl: config.decision_ttl,
     };
     Ok(match verifier.verify(&token) {
         Ok(verified) => {

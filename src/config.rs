@@ -44,11 +44,16 @@ pub struct Settings {
 pub struct CacheSettings {
     /// Verified tokens remembered (0 = no cache).
     pub tokens: usize,
+    /// How long one verification may be reused, at most until exp.
+    pub ttl_secs: u64,
 }
 
 impl Default for CacheSettings {
     fn default() -> Self {
-        CacheSettings { tokens: 100_000 }
+        CacheSettings {
+            tokens: 100_000,
+            ttl_secs: 60,
+        }
     }
 }
 
@@ -137,6 +142,8 @@ pub struct Config {
     pub algorithms: AlgorithmSet,
     /// Verified tokens cached (0 = off).
     pub cache_tokens: usize,
+    /// How long a decision may be reused (jwtgate's cache and nginx's).
+    pub decision_ttl: Duration,
     /// Clerk's per-instance cookie suffix, from the publishable key.
     pub cookie_suffix: Option<String>,
 }
@@ -169,6 +176,7 @@ impl Config {
         )?;
         in_range("workers", s.workers as u64, 0, 256)?;
         in_range("cache.tokens", s.cache.tokens as u64, 0, 10_000_000)?;
+        in_range("cache.ttl_secs", s.cache.ttl_secs, 1, 3600)?;
         let frontend_api = match &k.publishable_key {
             Some(pk) => {
                 Some(parse_publishable_key(pk).map_err(|e| format!("keys.publishable_key: {e}"))?)
@@ -206,6 +214,7 @@ impl Config {
             max_token_bytes: v.max_token_bytes,
             algorithms: resolve_algorithms(&s)?,
             cache_tokens: s.cache.tokens,
+            decision_ttl: Duration::from_secs(s.cache.ttl_secs),
             cookie_suffix: k.publishable_key.as_deref().map(cookie_suffix),
         })
     }

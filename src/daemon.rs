@@ -64,6 +64,7 @@ pub fn run(config: Config, config_path: Option<PathBuf>) -> Result<(), String> {
             algorithms: config.algorithms,
             max_token_bytes: config.max_token_bytes,
             cache: TokenCache::new(config.cache_tokens),
+            decision_ttl: config.decision_ttl,
         },
         metrics,
         cookie_suffix: config.cookie_suffix.clone(),

@@ -37,6 +37,9 @@ pub struct Verifier {
     pub max_token_bytes: usize,
     /// Verified tokens; `None` when caching is off.
     pub cache: Option<TokenCache>,
+    /// How long a decision may be reused (here and, through
+    /// `X-Accel-Expires`, by nginx), at most until the token's exp.
+    pub decision_ttl: std::time::Duration,
 }
 
 /// How `authorize` decided.
@@ -89,16 +92,27 @@ impl Verifier {
         Ok(Source::Verified)
     }
 
-    /// Full verification; the header block and `exp` in milliseconds.
+    /// Full verification; the header block, and until when the decision
+    /// may be reused (Unix ms): the token's exp, capped at `decision_ttl`.
+    /// nginx is told the same, one second early, because it keeps an
+    /// `X-Accel-Expires: @T` entry through the whole second T.
     fn verify_and_render(&self, token: &str, now_ms: i64) -> Result<(String, i64), TokenError> {
         let verified = self.verify_at(token, now_ms)?;
-        let exp = verified
+        let exp_secs = verified
             .claims
             .expiry_secs()
             .ok_or(TokenError::InvalidExpiry)?;
+        let ttl_ms = self.decision_ttl.as_millis() as i64;
+        let reuse_until_ms = exp_secs
+            .saturating_mul(1000)
+            .min(now_ms.saturating_add(ttl_ms));
         let mut headers = verified.headers;
-        let _ = write!(headers, "\r\nX-Accel-Expires: @{exp}");
-        Ok((headers, exp.saturating_mul(1000)))
+        let _ = write!(
+            headers,
+            "\r\nX-Accel-Expires: @{}",
+            reuse_until_ms.div_euclid(1000) - 1
+        );
+        Ok((headers, reuse_until_ms))
     }
 
     /// Verifies `token` at the current time.

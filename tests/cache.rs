@@ -42,7 +42,7 @@ fn a_repeated_token_is_a_hit_with_the_same_answer() {
     );
     assert_eq!(
         second.header("x-accel-expires"),
-        Some(&*format!("@{}", c["exp"]))
+        Some(&*format!("@{}", c["exp"].as_i64().unwrap() - 1))
     );
     assert_eq!((daemon.metric(MISSES), daemon.metric(HITS)), (1.0, 1.0));
 }
@@ -124,4 +124,29 @@ fn cache_can_be_turned_off() {
         assert!(r.header("x-accel-expires").is_some());
     }
     assert_eq!((daemon.metric(MISSES), daemon.metric(HITS)), (3.0, 0.0));
+}
+
+#[test]
+fn reuse_is_capped_by_the_ttl_for_both_caches() {
+    let key = Key::rsa("ins_1", 2048);
+    let server = KeyServer::start(jwks(&[&key]));
+    let daemon = Daemon::start(&format!(
+        "[cache]\nttl_secs = 1\n{}",
+        jwks_config(&server, "")
+    ));
+    daemon.wait_ready();
+    let token = key.sign(&claims("user_ttl")); // exp is a minute away
+    let first = daemon.bearer(&token);
+    let until: i64 = first.header("x-accel-expires").unwrap()[1..]
+        .parse()
+        .unwrap();
+    assert!(
+        until <= now(),
+        "nginx may keep it at most until the ttl: @{until}"
+    );
+    assert_eq!(daemon.bearer(&token).status, 200);
+    assert_eq!((daemon.metric(MISSES), daemon.metric(HITS)), (1.0, 1.0));
+    std::thread::sleep(Duration::from_millis(1100));
+    assert_eq!(daemon.bearer(&token).status, 200);
+    assert_eq!(daemon.metric(MISSES), 2.0, "verified again after the ttl");
 }

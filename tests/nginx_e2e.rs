@@ -5,7 +5,9 @@
 //! Each test starts its own key server, jwtgate, app and nginx. nginx runs
 //! unprivileged from a temp dir (`nginx -p <dir> -c <dir>/nginx.conf -e ...
 //! -g 'daemon off;'`); the test copies `nginx/example-site.conf` and the
-//! snippets there and rewrites only addresses, ports and paths.
+//! snippets there and rewrites only addresses, ports and paths. The tests
+//! of the optional decision cache make the documented two edits on top
+//! (see `Decisions::Cached`).
 //!
 //! These tests need nginx with the auth_request module. They FAIL, never
 //! skip, when it is missing: on Debian `apt-get install -y nginx`. Set
@@ -226,8 +228,24 @@ struct Nginx {
     _dir: TempDir,
 }
 
+/// Which auth location the site gets.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Decisions {
+    /// jwtgate-auth.conf as shipped: every request asks jwtgate.
+    Uncached,
+    /// The documented opt-in to nginx's decision cache: the example site
+    /// includes jwtgate-cache-zone.conf next to the upstream, and the auth
+    /// location has `include jwtgate/jwtgate-cache.conf;` instead of
+    /// `proxy_cache off;`.
+    Cached,
+}
+
 impl Nginx {
     fn start(jwtgate: SocketAddr, app: SocketAddr) -> Nginx {
+        Nginx::start_with(jwtgate, app, Decisions::Uncached)
+    }
+
+    fn start_with(jwtgate: SocketAddr, app: SocketAddr, decisions: Decisions) -> Nginx {
         let bin = nginx_bin();
         match Command::new(&bin).arg("-V").output() {
             Ok(out) => {
@@ -286,6 +304,15 @@ impl Nginx {
             .map(|t| format!("\n    {t}_temp_path {d}/temp/{t};"))
             .collect();
         site = replace_once(&site, "http {", &format!("http {{{temp_paths}"), f);
+        if decisions == Decisions::Cached {
+            let upstream = "include jwtgate/jwtgate-upstream.conf;";
+            site = replace_once(
+                &site,
+                upstream,
+                &format!("{upstream}\n    include jwtgate/jwtgate-cache-zone.conf;"),
+                f,
+            );
+        }
         std::fs::write(dir.path("nginx.conf"), site).unwrap();
 
         std::fs::create_dir_all(dir.path("jwtgate")).unwrap();
@@ -301,9 +328,27 @@ impl Nginx {
             "jwtgate-auth.conf",
             "jwtgate-protect.conf",
             "jwtgate-public.conf",
+            "jwtgate-cache.conf",
         ] {
-            std::fs::write(dir.path(&format!("jwtgate/{name}")), read(name)).unwrap();
+            let mut text = read(name);
+            if name == "jwtgate-auth.conf" && decisions == Decisions::Cached {
+                text = replace_once(
+                    &text,
+                    "proxy_cache off;",
+                    "include jwtgate/jwtgate-cache.conf;",
+                    name,
+                );
+            }
+            std::fs::write(dir.path(&format!("jwtgate/{name}")), text).unwrap();
         }
+        // The cache directory: nginx creates it (mode 0700) at startup.
+        let zone = replace_once(
+            &read("jwtgate-cache-zone.conf"),
+            "/run/nginx-jwtgate-cache",
+            &format!("{d}/cache"),
+            "jwtgate-cache-zone.conf",
+        );
+        std::fs::write(dir.path("jwtgate/jwtgate-cache-zone.conf"), zone).unwrap();
 
         let error_log = dir.path("error.log");
         let conf = dir.path("nginx.conf");
@@ -395,12 +440,25 @@ struct Stack {
 
 impl Stack {
     fn start() -> Stack {
+        Stack::start_with(Decisions::Uncached, &[])
+    }
+
+    /// With nginx's decision cache (`Decisions::Cached`), and jwtgate with
+    /// `verify.leeway_secs = 0`: it refuses a token from its exp on, so a
+    /// 200 for an expired token could only come from nginx's cache.
+    fn start_cached() -> Stack {
+        Stack::start_with(Decisions::Cached, &[("JWTGATE_VERIFY__LEEWAY_SECS", "0")])
+    }
+
+    fn start_with(decisions: Decisions, jwtgate_env: &[(&str, &str)]) -> Stack {
         let key = Key::rsa("kid-nginx", 2048);
         let keys = KeyServer::start(jwks(&[&key]));
-        let jwtgate = Daemon::start(&jwks_config(&keys, ""));
+        let jwtgate = Daemon::start_with(&jwks_config(&keys, ""), |cmd| {
+            cmd.envs(jwtgate_env.iter().copied());
+        });
         jwtgate.wait_ready();
         let app = App::start();
-        let nginx = Nginx::start(jwtgate.addr, app.addr);
+        let nginx = Nginx::start_with(jwtgate.addr, app.addr, decisions);
         Stack {
             nginx,
             jwtgate,
@@ -412,6 +470,30 @@ impl Stack {
 
     fn token(&self, user: &str) -> String {
         self.key.sign(&claims(user))
+    }
+
+    /// A token for `user` that expires at `exp` (Unix seconds).
+    fn token_expiring(&self, user: &str, exp: i64) -> String {
+        let mut c = claims(user);
+        c["exp"] = json!(exp);
+        self.key.sign(&c)
+    }
+
+    /// Every `/auth` request jwtgate has answered, whatever the outcome
+    /// (the sum of `jwtgate_decisions_total`). jwtgate counts a decision
+    /// before it sends the answer, so this is exact right after a response.
+    fn decisions(&self) -> u64 {
+        let text = self.jwtgate.get("/metrics").body;
+        text.lines()
+            .filter(|l| l.starts_with("jwtgate_decisions_total{"))
+            .map(|l| l.rsplit(' ').next().unwrap().parse::<u64>().unwrap())
+            .sum()
+    }
+
+    /// jwtgate's 200s so far.
+    fn allowed(&self) -> u64 {
+        self.jwtgate
+            .metric("jwtgate_decisions_total{outcome=\"allow\",reason=\"ok\"}") as u64
     }
 
     /// One request on a new connection: `method path`, Host, then `headers`
@@ -834,4 +916,311 @@ fn no_keys_loaded_fails_closed_with_500() {
     assert_eq!(app.requests(), 0);
     let log = std::fs::read_to_string(&nginx.error_log).unwrap();
     assert!(log.contains("auth request unexpected status: 503"), "{log}");
+}
+
+// ---------------------------------------------------------------------------
+// The optional decision cache (jwtgate-cache.conf)
+// ---------------------------------------------------------------------------
+
+/// Headers for user A and for user B, carried the same way.
+type Carrier = (Vec<String>, Vec<String>);
+
+#[test]
+fn cached_decisions_are_never_shared_between_credentials() {
+    let s = Stack::start_cached();
+    let (a, b) = (s.token("user_a"), s.token("user_b"));
+    let suffixed = "__session_Zm9vYmFy";
+    let carriers: Vec<Carrier> = vec![
+        // Bearer tokens.
+        (vec![bearer(&a)], vec![bearer(&b)]),
+        // The same cookie name with different values, among the same other
+        // cookies.
+        (
+            vec![format!("Cookie: theme=dark; __session={a}")],
+            vec![format!("Cookie: theme=dark; __session={b}")],
+        ),
+        // Clerk's suffixed cookie and no plain __session: a key built from
+        // $cookie___session would be the same for both users here.
+        (
+            vec![format!("Cookie: theme=dark; {suffixed}={a}")],
+            vec![format!("Cookie: theme=dark; {suffixed}={b}")],
+        ),
+        // The session in a second Cookie line (nginx joins the lines).
+        (
+            vec![
+                format!("Cookie: {suffixed}={a}"),
+                "Cookie: theme=dark".into(),
+            ],
+            vec![
+                format!("Cookie: {suffixed}={b}"),
+                "Cookie: theme=dark".into(),
+            ],
+        ),
+        // Both carriers: jwtgate goes by the header.
+        (
+            vec![bearer(&a), format!("Cookie: __session={b}")],
+            vec![bearer(&b), format!("Cookie: __session={a}")],
+        ),
+    ];
+
+    let before = s.decisions();
+    for round in 0..3 {
+        for (i, (for_a, for_b)) in carriers.iter().enumerate() {
+            for (headers, user) in [(for_a, "user_a"), (for_b, "user_b")] {
+                let echo = s.app_saw(&s.get("/same/page", &strs(headers)));
+                let context = format!("round {round}, carrier {i}, {user}");
+                assert_eq!(echo.header("X-User-Id"), Some(user), "{context}");
+                let sid = format!("sess_{user}");
+                assert_eq!(echo.header("X-Session-Id"), Some(sid.as_str()), "{context}");
+            }
+        }
+    }
+    // jwtgate was asked once per distinct (Authorization, Cookie): rounds 2
+    // and 3 were answered from nginx's cache, so the identities above were
+    // checked on real cache hits, user after user on the same URL.
+    assert_eq!(s.decisions() - before, 2 * carriers.len() as u64);
+
+    // With all those 200s cached, requests without a usable credential are
+    // still asked about and refused, every time: nothing at all, only the
+    // other cookie, empty session cookies, a Bearer without a token, another
+    // auth scheme.
+    let anonymous: [&[&str]; 6] = [
+        &[],
+        &["Cookie: theme=dark"],
+        &["Cookie: theme=dark; __session="],
+        &["Cookie: theme=dark; __session_Zm9vYmFy="],
+        &["Authorization: Bearer"],
+        &["Authorization: Basic dXNlcjpwYXNz", "Cookie: theme=dark"],
+    ];
+    let before = s.decisions();
+    for round in 0..2 {
+        for headers in anonymous {
+            let rsp = s.get("/same/page", headers);
+            assert_eq!(rsp.status, 401, "round {round}, {headers:?}: {rsp:#?}");
+        }
+    }
+    assert_eq!(s.decisions() - before, 2 * anonymous.len() as u64);
+    assert_eq!(s.app.requests(), 3 * 2 * carriers.len());
+}
+
+#[test]
+fn a_cached_decision_dies_at_the_tokens_exp() {
+    let mut s = Stack::start_cached();
+    let exp = now() + 3;
+    let short = bearer(&s.token_expiring("user_short", exp));
+    let long = bearer(&s.token("user_long"));
+
+    let allowed = s.allowed();
+    for (i, headers) in [&short, &short, &short, &long, &long].iter().enumerate() {
+        let echo = s.app_saw(&s.get("/page", &[headers]));
+        let user = if i < 3 { "user_short" } else { "user_long" };
+        assert_eq!(echo.header("X-User-Id"), Some(user));
+    }
+    // One 200 from jwtgate per token; the repeats were served by nginx.
+    assert_eq!(s.allowed() - allowed, 2);
+
+    // jwtgate answers `X-Accel-Expires: @<exp>` and nginx serves an entry
+    // through the second it names: from exp + 1 on, the entry is dead.
+    while now() < exp + 1 {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let decisions = s.decisions();
+    for _ in 0..2 {
+        let rsp = s.get("/page", &[&short]);
+        assert_eq!(rsp.status, 401, "an expired token was let in: {rsp:#?}");
+        assert_eq!(rsp.reason(), Some("token-expired"), "{rsp:#?}");
+    }
+    assert_eq!(
+        s.decisions() - decisions,
+        2,
+        "jwtgate must have been asked (and its 401 not cached)"
+    );
+
+    // jwtgate down: the expired entry is not served as stale (500, as
+    // without a cache: fail closed), a live one still is, until its exp.
+    let _ = s.jwtgate.child.kill();
+    let _ = s.jwtgate.child.wait();
+    let rsp = s.get("/page", &[&short]);
+    assert_eq!(rsp.status, 500, "{rsp:#?}");
+    let echo = s.app_saw(&s.get("/page", &[&long]));
+    assert_eq!(echo.header("X-User-Id"), Some("user_long"));
+    assert_eq!(s.get("/page", &[API_ACCEPT]).status, 500);
+    assert_eq!(s.app.requests(), 6);
+}
+
+#[test]
+fn refusals_are_never_cached() {
+    let s = Stack::start_cached();
+    let forger = Key {
+        kid: s.key.kid.clone(),
+        private: Key::rsa("x", 2048).private,
+    };
+    let forged = forger.sign(&claims("user_1"));
+    let refused = [
+        bearer("not.a.jwt"),
+        bearer(&forged),
+        format!("Cookie: __session={forged}"),
+    ];
+    let before = s.decisions();
+    for round in 0..2 {
+        for headers in &refused {
+            let rsp = s.get("/page", &[headers, API_ACCEPT]);
+            assert_eq!(rsp.status, 401, "round {round}: {rsp:#?}");
+        }
+    }
+    assert_eq!(
+        s.decisions() - before,
+        2 * refused.len() as u64,
+        "jwtgate must see every refused request"
+    );
+    assert_eq!(s.app.requests(), 0);
+}
+
+/// A stand-in for jwtgate that answers every request with the status it is
+/// set to, `X-User-Id: user_fake` and an `X-Accel-Expires` a minute ahead,
+/// whatever the status.
+struct FakeAuth {
+    addr: SocketAddr,
+    status: Arc<std::sync::atomic::AtomicU16>,
+    requests: Arc<AtomicUsize>,
+}
+
+impl FakeAuth {
+    fn start() -> FakeAuth {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let fake = FakeAuth {
+            addr: listener.local_addr().unwrap(),
+            status: Arc::new(200.into()),
+            requests: Arc::new(AtomicUsize::new(0)),
+        };
+        let (status, requests) = (fake.status.clone(), fake.requests.clone());
+        std::thread::spawn(move || {
+            for stream in listener.incoming().flatten() {
+                let (status, requests) = (status.clone(), requests.clone());
+                std::thread::spawn(move || {
+                    let _ = stream.set_read_timeout(Some(Duration::from_secs(30)));
+                    let mut writer = stream.try_clone().unwrap();
+                    let mut reader = BufReader::new(stream);
+                    loop {
+                        // Request line and headers; nginx sends no body here.
+                        let mut line = String::new();
+                        loop {
+                            line.clear();
+                            if reader.read_line(&mut line).unwrap_or(0) == 0 {
+                                return;
+                            }
+                            if line == "\r\n" {
+                                break;
+                            }
+                        }
+                        requests.fetch_add(1, Ordering::SeqCst);
+                        let status = status.load(Ordering::SeqCst);
+                        let response = format!(
+                            "HTTP/1.1 {status} Fake\r\nContent-Length: 0\r\n\
+                             X-User-Id: user_fake\r\nX-Accel-Expires: @{}\r\n\r\n",
+                            now() + 60
+                        );
+                        if writer.write_all(response.as_bytes()).is_err() {
+                            return;
+                        }
+                    }
+                });
+            }
+        });
+        fake
+    }
+
+    fn set_status(&self, status: u16) {
+        self.status.store(status, Ordering::SeqCst);
+    }
+
+    fn requests(&self) -> usize {
+        self.requests.load(Ordering::SeqCst)
+    }
+}
+
+#[test]
+fn only_200s_are_stored_even_when_other_statuses_carry_x_accel_expires() {
+    // X-Accel-Expires overrides proxy_cache_valid's list of statuses; the
+    // cache config must keep non-200 answers out by itself
+    // ($jwtgate_cache_skip), not rely on jwtgate sending the header only
+    // with 200.
+    let fake = FakeAuth::start();
+    let app = App::start();
+    let nginx = Nginx::start_with(fake.addr, app.addr, Decisions::Cached);
+    let get = || {
+        let raw = raw_request(
+            "GET",
+            "/page",
+            &["Authorization: Bearer same", API_ACCEPT],
+            "",
+        );
+        request(nginx.addr, &raw).unwrap_or_else(|e| panic!("{e}\n{}", nginx.logs()))
+    };
+    // (auth status, what the client gets)
+    for (status, client) in [(401, 401), (403, 403), (503, 500), (401, 401)] {
+        fake.set_status(status);
+        let before = fake.requests();
+        for _ in 0..3 {
+            assert_eq!(get().status, client, "auth server answered {status}");
+        }
+        assert_eq!(
+            fake.requests() - before,
+            3,
+            "a {status} was served from the cache"
+        );
+    }
+    // The control: the same answer as a 200 is stored, so the test above
+    // would have seen caching.
+    fake.set_status(200);
+    let before = fake.requests();
+    for _ in 0..3 {
+        let rsp = get();
+        assert_eq!(rsp.status, 200, "{rsp:#?}");
+        assert_eq!(
+            Echo::parse(&rsp.body).header("X-User-Id"),
+            Some("user_fake")
+        );
+    }
+    assert_eq!(fake.requests() - before, 1);
+    assert_eq!(app.requests(), 3);
+}
+
+#[test]
+fn concurrent_first_requests_for_one_token_each_get_its_identity() {
+    // proxy_cache_lock: the requests of a page that arrive together with a
+    // token nginx has not seen yet mostly wait for the first answer
+    // (bounded by proxy_cache_lock_timeout) instead of all asking jwtgate.
+    let s = Stack::start_cached();
+    const N: usize = 8;
+    for round in 0..3 {
+        let user = format!("user_{round}");
+        let raw = raw_request("GET", "/page", &[&bearer(&s.token(&user))], "");
+        let barrier = Arc::new(std::sync::Barrier::new(N));
+        let allowed = s.allowed();
+        let threads: Vec<_> = (0..N)
+            .map(|_| {
+                let (raw, barrier, addr) = (raw.clone(), barrier.clone(), s.nginx.addr);
+                std::thread::spawn(move || {
+                    barrier.wait();
+                    let started = Instant::now();
+                    let rsp = request(addr, &raw);
+                    (rsp, started.elapsed())
+                })
+            })
+            .collect();
+        let mut slowest = Duration::ZERO;
+        for t in threads {
+            let (rsp, elapsed) = t.join().unwrap();
+            let echo = s.app_saw(&rsp.unwrap());
+            assert_eq!(echo.header("X-User-Id"), Some(user.as_str()));
+            slowest = slowest.max(elapsed);
+        }
+        let asked = s.allowed() - allowed;
+        println!(
+            "{N} concurrent first requests: jwtgate asked {asked} time(s), slowest {slowest:?}"
+        );
+        assert!((1..=N as u64).contains(&asked));
+        assert!(slowest < Duration::from_secs(1), "{slowest:?}");
+    }
 }
