@@ -126,14 +126,7 @@ pub fn verify(config: &Config, token: &str) -> Result<Result<String, String>, St
     } else {
         token.to_string()
     };
-    let verifier = Verifier {
-        keys: load_keys(config)?,
-        validation: config.validation.clone(),
-        algorithms: config.algorithms,
-        max_token_bytes: config.max_token_bytes,
-        cache: None,
-        decision_ttl: config.decision_ttl,
-    };
+    let verifier = Verifier::from_config(config, load_keys(config)?, 0);
     Ok(match verifier.verify(&token) {
         Ok(verified) => {
             let claims: serde_json::Value =

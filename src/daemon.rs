@@ -14,7 +14,6 @@ use may_minihttp::HttpServiceFactory;
 use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
 use signal_hook::iterator::Signals;
 
-use crate::cache::TokenCache;
 use crate::config::Config;
 use crate::fetch::Refresher;
 use crate::keystore::{Command, KeyStore};
@@ -58,14 +57,7 @@ pub fn run(config: Config, config_path: Option<PathBuf>) -> Result<(), String> {
         .map_err(|e| format!("cannot start the key thread: {e}"))?;
 
     let app = Arc::new(App {
-        verifier: Verifier {
-            keys: store,
-            validation: config.validation.clone(),
-            algorithms: config.algorithms,
-            max_token_bytes: config.max_token_bytes,
-            cache: TokenCache::new(config.cache_tokens),
-            decision_ttl: config.decision_ttl,
-        },
+        verifier: Verifier::from_config(&config, store, config.cache_tokens),
         metrics,
         cookie_suffix: config.cookie_suffix.clone(),
     });

@@ -11,6 +11,7 @@ use std::fmt::Write as _;
 use crate::algorithms::AlgorithmSet;
 use crate::cache::{Entry, TokenCache};
 use crate::claims::{Claims, Validation};
+use crate::config::Config;
 use crate::errors::TokenError;
 use crate::identity::Identity;
 use crate::jwk::VerifyingKey;
@@ -52,6 +53,19 @@ pub enum Source {
 }
 
 impl Verifier {
+    /// A verifier with the config's policy over `keys`; `cache_tokens` 0
+    /// means no cache (`jwtgate verify` verifies once).
+    pub fn from_config(config: &Config, keys: Arc<KeyStore>, cache_tokens: usize) -> Verifier {
+        Verifier {
+            keys,
+            algorithms: config.algorithms,
+            validation: config.validation.clone(),
+            max_token_bytes: config.max_token_bytes,
+            cache: TokenCache::new(cache_tokens),
+            decision_ttl: config.decision_ttl,
+        }
+    }
+
     /// The `/auth` decision: on success appends the response header lines
     /// (identity headers and `X-Accel-Expires: @<exp>`) to `out`. A cache
     /// hit allocates nothing and does no signature work.
