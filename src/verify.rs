@@ -3,10 +3,9 @@
 //! never looked at before the signature is known good, so a forged token
 //! learns nothing from the reason it is refused.
 
-use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
-
 use std::fmt::Write as _;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use crate::algorithms::AlgorithmSet;
 use crate::cache::{Entry, TokenCache};
@@ -40,7 +39,7 @@ pub struct Verifier {
     pub cache: Option<TokenCache>,
     /// How long a decision may be reused (here and, through
     /// `X-Accel-Expires`, by nginx), at most until the token's exp.
-    pub decision_ttl: std::time::Duration,
+    pub decision_ttl: Duration,
 }
 
 /// How `authorize` decided.
