@@ -1,0 +1,174 @@
+//! Micro-benchmarks of the `/auth` path, part by part:
+//!
+//! ```sh
+//! cargo bench --bench parts              # all of them
+//! cargo bench --bench parts -- authorize # one group
+//! ```
+//!
+//! One Clerk-shaped RS256 session token (v2 org claims, 2048-bit key) goes
+//! through what `Verifier::authorize` does: `decode` (split, base64url,
+//! header and claims JSON), the RS256 signature check, the claim checks,
+//! the identity headers, the token-cache lookup, and the whole decision on
+//! a cache hit and on a miss. `bench/run.sh` measures the same path over
+//! HTTP; these numbers say where its time goes.
+
+use std::hint::black_box;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use criterion::{criterion_group, criterion_main, BatchSize, Criterion};
+use jwtgate::cache::TokenCache;
+use jwtgate::config::{Config, Settings};
+use jwtgate::identity::Identity;
+use jwtgate::jwk::VerifyingKey;
+use jwtgate::keystore::KeyStore;
+use jwtgate::token::decode;
+use jwtgate::verify::Verifier;
+use openssl::pkey::PKey;
+use openssl::rsa::Rsa;
+use serde_json::json;
+
+const ISSUER: &str = "https://clerk.bench.jwtgate.invalid";
+const AZP: &str = "https://app.bench.jwtgate.invalid";
+
+/// What every benchmark shares: a token, its key, and a daemon-like verifier.
+struct Fixture {
+    token: String,
+    key: VerifyingKey,
+    verifier: Verifier,
+    now_ms: i64,
+}
+
+fn fixture() -> Fixture {
+    let private = PKey::from_rsa(Rsa::generate(2048).unwrap()).unwrap();
+    let pem = String::from_utf8(private.public_key_to_pem().unwrap()).unwrap();
+    let now_ms = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64;
+    let now = now_ms / 1000;
+    // The shape of the tokens bench/run.sh mints (examples/mint_tokens.rs).
+    let claims = json!({
+        "sub": "user_00000001", "sid": "sess_00000001", "iss": ISSUER, "azp": AZP,
+        "iat": now, "nbf": now - 10, "exp": now + 3600, "v": 2, "fea": "o:dashboard",
+        "o": {"id": "org_bench", "slg": "bench", "rol": "admin", "per": "read,manage", "fpm": "3"},
+    });
+    let token = jwtgate::demo::mint_rs256(&private, "bench", &claims).unwrap();
+
+    // The daemon's configuration path, with the PEM key (as in bench/run.sh).
+    let mut settings = Settings::default();
+    settings.keys.jwt_key = Some(pem.clone());
+    settings.verify.issuer = Some(ISSUER.into());
+    settings.verify.authorized_parties = vec![AZP.into()];
+    let config = Config::from_settings(settings).unwrap();
+    let key = VerifyingKey::from_pem(&pem).unwrap();
+    let store = KeyStore::new(
+        config.cache_capacity,
+        config.min_refetch,
+        config.fetch_timeout,
+    );
+    store.install_pem(key.clone());
+    // Built as daemon::run builds it.
+    let verifier = Verifier {
+        keys: Arc::new(store),
+        validation: config.validation.clone(),
+        algorithms: config.algorithms,
+        max_token_bytes: config.max_token_bytes,
+        cache: TokenCache::new(100_000),
+        decision_ttl: config.decision_ttl,
+    };
+    let mut out = String::new();
+    verifier
+        .authorize(&token, now_ms, &mut out)
+        .expect("the fixture token verifies");
+    Fixture {
+        token,
+        key,
+        verifier,
+        now_ms,
+    }
+}
+
+fn parts(c: &mut Criterion) {
+    let f = fixture();
+    let decoded = decode(&f.token).unwrap();
+    let jws = &decoded.jws;
+
+    c.bench_function("decode", |b| {
+        b.iter(|| decode(black_box(&f.token)).unwrap())
+    });
+
+    c.bench_function("verify_signature/RS256-2048", |b| {
+        b.iter(|| {
+            assert!(f.key.verify_signature(
+                black_box(jws.header.alg),
+                black_box(jws.signing_input),
+                black_box(&jws.signature),
+            ))
+        })
+    });
+
+    c.bench_function("validate", |b| {
+        b.iter(|| {
+            f.verifier
+                .validation
+                .validate(black_box(&decoded.claims), black_box(f.now_ms))
+                .unwrap()
+        })
+    });
+
+    let identity = Identity::from_claims(&decoded.claims).unwrap();
+    let mut out = String::with_capacity(512);
+    c.bench_function("render_headers", |b| {
+        b.iter(|| {
+            out.clear();
+            black_box(&identity).render_headers(&mut out).unwrap();
+        })
+    });
+
+    let cache = f.verifier.cache.as_ref().unwrap();
+    let generation = f.verifier.keys.generation();
+    c.bench_function("cache_hit (key + get)", |b| {
+        b.iter(|| {
+            out.clear();
+            let key = cache.key(black_box(&f.token));
+            cache
+                .get(key, f.now_ms, generation, |e| out.push_str(&e.headers))
+                .unwrap();
+        })
+    });
+}
+
+fn authorize(c: &mut Criterion) {
+    let f = fixture();
+    let mut out = String::with_capacity(512);
+    let mut group = c.benchmark_group("authorize");
+    group.bench_function("hit", |b| {
+        b.iter(|| {
+            out.clear();
+            f.verifier
+                .authorize(black_box(&f.token), f.now_ms, &mut out)
+                .unwrap()
+        })
+    });
+    // A miss: re-installing the key bumps the key-set generation, which
+    // makes the cached entry stale, so the timed call does the whole
+    // verification (and drops the stale entry and inserts the new one).
+    group.measurement_time(Duration::from_secs(8));
+    group.bench_function("miss", |b| {
+        b.iter_batched(
+            || f.verifier.keys.install_pem(f.key.clone()),
+            |()| {
+                out.clear();
+                f.verifier
+                    .authorize(black_box(&f.token), f.now_ms, &mut out)
+                    .unwrap()
+            },
+            BatchSize::PerIteration,
+        )
+    });
+    group.finish();
+}
+
+criterion_group!(benches, parts, authorize);
+criterion_main!(benches);
