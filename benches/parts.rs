@@ -17,7 +17,6 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion};
-use jwtgate::cache::TokenCache;
 use jwtgate::config::{Config, Settings};
 use jwtgate::identity::Identity;
 use jwtgate::jwk::VerifyingKey;
@@ -68,15 +67,8 @@ fn fixture() -> Fixture {
         config.fetch_timeout,
     );
     store.install_pem(key.clone());
-    // Built as daemon::run builds it.
-    let verifier = Verifier {
-        keys: Arc::new(store),
-        validation: config.validation.clone(),
-        algorithms: config.algorithms,
-        max_token_bytes: config.max_token_bytes,
-        cache: TokenCache::new(100_000),
-        decision_ttl: config.decision_ttl,
-    };
+    // Built as the daemon builds it, with a cache of 100,000 tokens.
+    let verifier = Verifier::from_config(&config, Arc::new(store), 100_000);
     let mut out = String::new();
     verifier
         .authorize(&token, now_ms, &mut out)
