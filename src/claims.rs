@@ -15,6 +15,27 @@ use crate::json::{parse_object, present, Json};
 /// Seconds beyond which a time claim is refused (the JS `Date` range).
 const MAX_TIME_SECS: f64 = 8.64e12;
 
+/// The names of the claims [`Claims`] reads (for tests and fuzzing: a
+/// claim outside this list never changes a decision).
+pub const CLAIM_NAMES: [&str; 16] = [
+    "sub",
+    "sid",
+    "exp",
+    "nbf",
+    "iat",
+    "iss",
+    "azp",
+    "sts",
+    "v",
+    "o",
+    "fea",
+    "org_id",
+    "org_slug",
+    "org_role",
+    "org_permissions",
+    "act",
+];
+
 /// The claims jwtgate reads; any other claim is ignored.
 #[derive(Debug, Default, Deserialize)]
 pub struct Claims {
@@ -322,6 +343,38 @@ mod tests {
             ..strict()
         };
         assert_eq!(check(&allow, with("sts", json!("pending"))), Ok(()));
+    }
+
+    #[test]
+    fn claim_names_are_the_fields_read() {
+        let all: serde_json::Map<String, Value> = CLAIM_NAMES
+            .iter()
+            .map(|n| (n.to_string(), json!(null)))
+            .collect();
+        let c = Claims::parse(Value::Object(all).to_string().as_bytes()).unwrap();
+        let read = [
+            &c.sub,
+            &c.sid,
+            &c.exp,
+            &c.nbf,
+            &c.iat,
+            &c.iss,
+            &c.azp,
+            &c.sts,
+            &c.v,
+            &c.o,
+            &c.fea,
+            &c.org_id,
+            &c.org_slug,
+            &c.org_role,
+            &c.org_permissions,
+            &c.act,
+        ];
+        assert!(
+            read.iter().all(|f| f.is_some()),
+            "every listed name is a field"
+        );
+        assert_eq!(read.len(), CLAIM_NAMES.len());
     }
 
     #[test]
