@@ -30,7 +30,7 @@ for target in "${targets[@]}"; do
     cargo "+$toolchain" fuzz run --debug-assertions "$target" \
         "corpus/$target" "seeds/$target" -- \
         -max_total_time="$seconds" -print_final_stats=1 >"$log" 2>&1 || status=$?
-    grep -E '^#[0-9]+ +(INITED|DONE)|^stat::|panicked|ERROR|SUMMARY|Test unit written' "$log" || true
+    grep -E '^#[0-9]+[[:space:]]+(INITED|DONE)|^stat::|panicked|ERROR|SUMMARY|Test unit written' "$log" || true
     if [ "$status" -ne 0 ]; then
         tail -n 60 "$log" >&2
     fi
