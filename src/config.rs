@@ -392,7 +392,7 @@ fn check_jwks_url(url: &str) -> Result<(), String> {
                     .parse::<std::net::IpAddr>()
                     .is_ok_and(|ip| ip.is_loopback());
             if !loopback {
-                log::warn!("keys.jwks_url {url} is plain http and not on loopback: keys can be tampered with in transit");
+                log::warn!("keys.jwks_url {parsed} is plain http and not on loopback: keys can be tampered with in transit");
             }
             Ok(())
         }

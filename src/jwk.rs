@@ -400,6 +400,7 @@ pub fn parse_jwks(body: &[u8]) -> Result<KeySetParse, String> {
             .unwrap_or("<no kid>")
             .chars()
             .take(64)
+            .flat_map(char::escape_debug) // a kid must not forge log lines
             .collect::<String>();
         match VerifyingKey::from_jwk(value) {
             Ok(key) if key.kid().is_none() => {
@@ -480,6 +481,9 @@ mod tests {
         assert_eq!(kids, ["good"]);
         assert_eq!(parsed.refused.len(), 3, "{:?}", parsed.refused);
         assert!(parsed.refused.iter().any(|r| r.contains("broken")));
+        let forged = br#"{"keys":[{"kty":"oct","kid":"a\nWARN forged"}]}"#;
+        let refused = parse_jwks(forged).unwrap().refused;
+        assert!(refused.iter().all(|r| !r.contains('\n')), "{refused:?}");
         assert!(parse_jwks(b"{\"nokeys\":1}").is_err());
     }
 
