@@ -343,7 +343,7 @@ fn resolve_key_source(
         }
         (Some(text), None) => Some((text.clone(), "keys.jwt_key".to_string())),
         (None, Some(path)) => {
-            let text = std::fs::read_to_string(path)
+            let text = read_key_file(path)
                 .map_err(|e| format!("keys.jwt_key_file: {}: {e}", path.display()))?;
             Some((text, format!("keys.jwt_key_file ({})", path.display())))
         }
@@ -377,6 +377,23 @@ fn resolve_key_source(
         secret_key: k.secret_key.clone(),
         timeout,
     }))
+}
+
+/// Reads a PEM key file: a regular file of at most 64 KiB, so a path to
+/// /dev/zero or a FIFO cannot exhaust memory or stall a reload.
+fn read_key_file(path: &Path) -> Result<String, String> {
+    use std::io::Read;
+    const MAX: u64 = 64 * 1024;
+    let file = std::fs::File::open(path).map_err(|e| e.to_string())?;
+    let meta = file.metadata().map_err(|e| e.to_string())?;
+    if !meta.is_file() || meta.len() > MAX {
+        return Err(format!("not a regular file of at most {MAX} bytes"));
+    }
+    let mut text = String::new();
+    file.take(MAX)
+        .read_to_string(&mut text)
+        .map_err(|e| e.to_string())?;
+    Ok(text)
 }
 
 fn check_jwks_url(url: &str) -> Result<(), String> {
@@ -485,6 +502,14 @@ mod tests {
         assert!(Config::from_settings(s)
             .unwrap_err()
             .starts_with("verify.algorithms"));
+    }
+
+    #[test]
+    fn key_files_must_be_small_regular_files() {
+        assert!(read_key_file(Path::new("/dev/zero"))
+            .unwrap_err()
+            .contains("regular file"));
+        assert!(read_key_file(Path::new("/nonexistent.pem")).is_err());
     }
 
     #[test]

@@ -136,6 +136,8 @@ impl<'de> Visitor<'de> for Levels {
 }
 
 /// Deserializes a struct from bytes that must hold a JSON *object*.
+/// (Invalid UTF-8 is an error where jwtgate reads a value; inside a field
+/// it skips, serde_json does not check it, as JSON.parse does not.)
 ///
 /// serde's derived structs also accept a JSON array (fields by position), so
 /// the first byte is checked. Duplicate known keys are an error (derive
