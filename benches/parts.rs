@@ -6,10 +6,10 @@
 //! ```
 //!
 //! One Clerk-shaped RS256 session token (v2 org claims, 2048-bit key) goes
-//! through what `Verifier::authorize` does: `decode` (split, base64url,
+//! through what `Gate::authorize` does: `decode` (split, base64url,
 //! header and claims JSON), the RS256 signature check, the claim checks,
-//! the identity headers, the token-cache lookup, and the whole decision on
-//! a cache hit and on a miss. `bench/run.sh` measures the same path over
+//! the identity headers, and the whole decision on a cache hit and on a
+//! miss. `bench/run.sh` measures the same path over
 //! HTTP; these numbers say where its time goes.
 
 use std::hint::black_box;
@@ -18,10 +18,11 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion};
 use jwtgate::config::{Config, Settings};
-use jwtgate::identity::Identity;
-use jwtgate::jwk::VerifyingKey;
-use jwtgate::keystore::KeyStore;
+use jwtgate::gate::metrics::Metrics;
+use jwtgate::gate::{Gate, GateOptions};
+use jwtgate::keys::jwk::VerifyingKey;
 use jwtgate::token::decode;
+use jwtgate::token::identity::Identity;
 use jwtgate::verify::Verifier;
 use openssl::pkey::PKey;
 use openssl::rsa::Rsa;
@@ -30,11 +31,11 @@ use serde_json::json;
 const ISSUER: &str = "https://clerk.bench.jwtgate.invalid";
 const AZP: &str = "https://app.bench.jwtgate.invalid";
 
-/// What every benchmark shares: a token, its key, and a daemon-like verifier.
+/// What every benchmark shares: a token, its key, and a daemon-like gate.
 struct Fixture {
     token: String,
     key: VerifyingKey,
-    verifier: Verifier,
+    gate: Gate,
     now_ms: i64,
 }
 
@@ -61,22 +62,21 @@ fn fixture() -> Fixture {
     settings.verify.authorized_parties = vec![AZP.into()];
     let config = Config::from_settings(settings).unwrap();
     let key = VerifyingKey::from_pem(&pem).unwrap();
-    let store = KeyStore::new(
-        config.cache_capacity,
-        config.min_refetch,
-        config.fetch_timeout,
-    );
+    let store = config.key_store();
     store.install_pem(key.clone());
     // Built as the daemon builds it, with a cache of 100,000 tokens.
-    let verifier = Verifier::from_config(&config, Arc::new(store), 100_000);
-    let mut out = String::new();
-    verifier
-        .authorize(&token, now_ms, &mut out)
+    let verifier = Verifier::new(Arc::new(store), config.policy.clone());
+    let options = GateOptions {
+        cache_tokens: 100_000,
+        ..config.gate.clone()
+    };
+    let gate = Gate::new(verifier, options, Arc::new(Metrics::default()));
+    gate.authorize(&token, now_ms)
         .expect("the fixture token verifies");
     Fixture {
         token,
         key,
-        verifier,
+        gate,
         now_ms,
     }
 }
@@ -102,7 +102,9 @@ fn parts(c: &mut Criterion) {
 
     c.bench_function("validate", |b| {
         b.iter(|| {
-            f.verifier
+            f.gate
+                .verifier()
+                .policy()
                 .validation
                 .validate(black_box(&decoded.claims), black_box(f.now_ms))
                 .unwrap()
@@ -117,18 +119,6 @@ fn parts(c: &mut Criterion) {
             black_box(&identity).render_headers(&mut out).unwrap();
         })
     });
-
-    let cache = f.verifier.cache.as_ref().unwrap();
-    let generation = f.verifier.keys.generation();
-    c.bench_function("cache_hit (key + get)", |b| {
-        b.iter(|| {
-            out.clear();
-            let key = cache.key(black_box(&f.token));
-            cache
-                .get(key, f.now_ms, generation, |e| out.push_str(&e.headers))
-                .unwrap();
-        })
-    });
 }
 
 fn authorize(c: &mut Criterion) {
@@ -138,9 +128,8 @@ fn authorize(c: &mut Criterion) {
     group.bench_function("hit", |b| {
         b.iter(|| {
             out.clear();
-            f.verifier
-                .authorize(black_box(&f.token), f.now_ms, &mut out)
-                .unwrap()
+            let (grant, _) = f.gate.authorize(black_box(&f.token), f.now_ms).unwrap();
+            out.push_str(&grant.headers);
         })
     });
     // A miss: re-installing the key bumps the key-set generation, which
@@ -149,12 +138,11 @@ fn authorize(c: &mut Criterion) {
     group.measurement_time(Duration::from_secs(8));
     group.bench_function("miss", |b| {
         b.iter_batched(
-            || f.verifier.keys.install_pem(f.key.clone()),
+            || f.gate.verifier().keys().install_pem(f.key.clone()),
             |()| {
                 out.clear();
-                f.verifier
-                    .authorize(black_box(&f.token), f.now_ms, &mut out)
-                    .unwrap()
+                let (grant, _) = f.gate.authorize(black_box(&f.token), f.now_ms).unwrap();
+                out.push_str(&grant.headers);
             },
             BatchSize::PerIteration,
         )

@@ -6,8 +6,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::config::Config;
-use crate::fetch::load_into;
-use crate::keystore::KeyStore;
+use crate::keys::source::load_into;
+use crate::keys::store::KeyStore;
 use crate::verify::Verifier;
 
 pub const USAGE: &str = "\
@@ -98,17 +98,18 @@ fn load_keys(config: &Config) -> Result<Arc<KeyStore>, String> {
 /// `jwtgate check`: the summary line on success.
 pub fn check(config: &Config) -> Result<String, String> {
     let store = load_keys(config)?;
+    let validation = &config.policy.validation;
     Ok(format!(
         "ok: {} key(s) from {} (kid: {}); listen {}; issuer {}; authorized parties {}",
         store.len(),
         config.key_source.describe(),
         store.kids().join(", "),
         config.listen,
-        config.validation.issuer.as_deref().unwrap_or("(any)"),
-        if config.validation.authorized_parties.is_empty() {
+        validation.issuer.as_deref().unwrap_or("(any)"),
+        if validation.authorized_parties.is_empty() {
             "(any)".to_string()
         } else {
-            config.validation.authorized_parties.join(", ")
+            validation.authorized_parties.join(", ")
         }
     ))
 }
@@ -126,7 +127,7 @@ pub fn verify(config: &Config, token: &str) -> Result<Result<String, String>, St
     } else {
         token.to_string()
     };
-    let verifier = Verifier::from_config(config, load_keys(config)?, 0);
+    let verifier = Verifier::new(load_keys(config)?, config.policy.clone());
     Ok(match verifier.verify(&token) {
         Ok(verified) => {
             let claims: serde_json::Value =

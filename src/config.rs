@@ -17,10 +17,13 @@ use base64::engine::DecodePaddingMode;
 use base64::Engine;
 use serde::Deserialize;
 
-use crate::algorithms::{Algorithm, AlgorithmSet};
-use crate::claims::Validation;
-use crate::fetch::{JwksSource, KeySource};
-use crate::jwk::VerifyingKey;
+use crate::gate::GateOptions;
+use crate::keys::jwk::VerifyingKey;
+use crate::keys::source::{JwksSource, KeySource};
+use crate::keys::store::KeyStore;
+use crate::token::algorithms::{Algorithm, AlgorithmSet};
+use crate::token::claims::Validation;
+use crate::verify::Policy;
 
 /// Clerk's Backend API JWKS, the default when a secret key is set.
 pub const CLERK_JWKS_URL: &str = "https://api.clerk.com/v1/jwks";
@@ -136,16 +139,10 @@ pub struct Config {
     pub refresh_every: Duration,
     pub min_refetch: Duration,
     pub fetch_timeout: Duration,
-    pub validation: Validation,
-    pub max_token_bytes: usize,
-    /// Algorithms accepted at all.
-    pub algorithms: AlgorithmSet,
-    /// Verified tokens cached (0 = off).
-    pub cache_tokens: usize,
-    /// How long a decision may be reused (jwtgate's cache and nginx's).
-    pub decision_ttl: Duration,
-    /// Clerk's per-instance cookie suffix, from the publishable key.
-    pub cookie_suffix: Option<String>,
+    /// What a token must satisfy.
+    pub policy: Policy,
+    /// The token cache, decision reuse and cookie suffix.
+    pub gate: GateOptions,
 }
 
 impl Config {
@@ -205,18 +202,27 @@ impl Config {
             refresh_every: Duration::from_secs(k.refresh_secs),
             min_refetch: Duration::from_secs(k.min_refetch_secs),
             fetch_timeout,
-            validation: Validation {
-                issuer,
-                authorized_parties: v.authorized_parties.clone(),
-                leeway_ms: v.leeway_secs as i64 * 1000,
-                allow_pending: v.allow_pending,
+            policy: Policy {
+                validation: Validation {
+                    issuer,
+                    authorized_parties: v.authorized_parties.clone(),
+                    leeway_ms: v.leeway_secs as i64 * 1000,
+                    allow_pending: v.allow_pending,
+                },
+                max_token_bytes: v.max_token_bytes,
+                algorithms: resolve_algorithms(&s)?,
             },
-            max_token_bytes: v.max_token_bytes,
-            algorithms: resolve_algorithms(&s)?,
-            cache_tokens: s.cache.tokens,
-            decision_ttl: Duration::from_secs(s.cache.ttl_secs),
-            cookie_suffix: k.publishable_key.as_deref().map(cookie_suffix),
+            gate: GateOptions {
+                cache_tokens: s.cache.tokens,
+                decision_ttl: Duration::from_secs(s.cache.ttl_secs),
+                cookie_suffix: k.publishable_key.as_deref().map(cookie_suffix),
+            },
         })
+    }
+
+    /// An empty key store sized and bounded as configured.
+    pub fn key_store(&self) -> KeyStore {
+        KeyStore::new(self.cache_capacity, self.min_refetch, self.fetch_timeout)
     }
 }
 
@@ -484,13 +490,13 @@ mod tests {
         let mut s = Settings::default();
         s.keys.jwks_url = Some("https://issuer.example/jwks".into());
         assert_eq!(
-            Config::from_settings(s).unwrap().algorithms,
+            Config::from_settings(s).unwrap().policy.algorithms,
             AlgorithmSet::ALL
         );
         let mut s = Settings::default();
         s.keys.jwks_url = Some("https://issuer.example/jwks".into());
         s.verify.algorithms = Some(vec!["ES256".into(), "EdDSA".into()]);
-        let set = Config::from_settings(s).unwrap().algorithms;
+        let set = Config::from_settings(s).unwrap().policy.algorithms;
         assert!(set.contains(Algorithm::ES256) && !set.contains(Algorithm::RS256));
         let mut s = Settings::default();
         s.keys.secret_key = Some("sk_test_x".into());
@@ -549,16 +555,16 @@ mod tests {
         s.keys.secret_key = Some("sk_test_x".into());
         s.keys.publishable_key = Some("pk_live_Y2xlcmsuZXhhbXBsZS5jb20k".into());
         let c = Config::from_settings(s).unwrap();
-        assert_eq!(c.algorithms, AlgorithmSet::CLERK);
+        assert_eq!(c.policy.algorithms, AlgorithmSet::CLERK);
         match &c.key_source {
             KeySource::Jwks(j) => assert_eq!(j.url, CLERK_JWKS_URL),
             other => panic!("{other:?}"),
         }
         assert_eq!(
-            c.validation.issuer.as_deref(),
+            c.policy.validation.issuer.as_deref(),
             Some("https://clerk.example.com")
         );
-        assert_eq!(c.cookie_suffix.as_deref(), Some("naoXFJnI"));
+        assert_eq!(c.gate.cookie_suffix.as_deref(), Some("naoXFJnI"));
         let mut s = Settings::default();
         s.keys.publishable_key = Some("pk_live_Y2xlcmsuZXhhbXBsZS5jb20k".into());
         match Config::from_settings(s).unwrap().key_source {

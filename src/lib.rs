@@ -7,47 +7,44 @@
 //!
 //! # Layout
 //!
-//! The token, in the order it is checked:
-//! - [`extract`]: find the token in the request headers.
-//! - [`token`]: split and base64url-decode the three segments.
-//! - [`header`]: the JOSE header: `alg`, `kid`, `typ`, `crit`, `cat`.
-//! - [`algorithms`]: the accepted `alg` values and their digests.
-//! - [`jwk`]: keys (JWK and PEM) as OpenSSL keys; `verify_signature`.
-//! - [`claims`]: the claims and their validation (`exp`, `iss`, `azp`, ...).
-//! - [`identity`]: claims to `X-User-Id`, `X-Org-*`, ... headers.
-//! - [`verify`]: the whole pipeline, signature before claims.
-//! - [`cache`]: verified tokens by keyed hash, so a repeat costs no RSA.
-//! - [`errors`]: the one enum of reasons a token fails.
+//! Four layers; each imports only from the ones above it in this list:
 //!
-//! The keys:
-//! - [`keystore`]: the LRU of keys by kid and the unknown-kid refetch bound.
-//! - [`fetch`]: key sources, the JWKS fetch and the refresher thread.
+//! - [`token`]: the token alone, no I/O: decoding, the JOSE header,
+//!   algorithms, claims and their validation, the identity they carry, and
+//!   [`TokenError`], the one enum of reasons a token fails.
+//! - [`keys`]: OpenSSL verifying keys (JWK, PEM), the [`KeyStore`] that
+//!   holds them by kid with the unknown-kid refetch bound, key sources (the
+//!   JWKS fetch) and the refresher thread.
+//! - [`verify`]: one token against the keys and a [`Policy`]: signature
+//!   before claims.
+//! - [`gate`]: from request headers to a [`Decision`]: token extraction,
+//!   the verified-token cache, the HTTP service and the metrics.
 //!
-//! The daemon:
-//! - [`config`]: TOML + environment, checked, with errors that name the key.
-//! - [`server`]: may_minihttp service: `/auth`, `/healthz`, `/readyz`, `/metrics`.
-//! - [`metrics`]: Prometheus counters and the latency histogram.
-//! - [`daemon`]: threads, signals (SIGHUP reload, SIGTERM exit).
+//! On top, the daemon and its command line:
+//!
+//! - [`config`]: TOML + environment, checked, with errors that name the
+//!   key; resolved into the values the layers above take.
+//! - [`daemon`]: threads, the HTTP server, reload and stop ([`Control`]).
 //! - [`systemd`]: `Type=notify` readiness.
 //! - [`cli`], [`demo`]: the command line, `check`, `verify`, `demo`.
+//!
+//! `sync` holds the one lock helper every layer uses.
 
-pub mod algorithms;
-pub mod cache;
-pub mod claims;
 pub mod cli;
 pub mod config;
 pub mod daemon;
 pub mod demo;
-pub mod errors;
-pub mod extract;
-pub mod fetch;
-pub mod header;
-pub mod identity;
-mod json;
-pub mod jwk;
-pub mod keystore;
-pub mod metrics;
-pub mod server;
+pub mod gate;
+pub mod keys;
+mod sync;
 pub mod systemd;
 pub mod token;
 pub mod verify;
+
+pub use config::Config;
+pub use daemon::Control;
+pub use gate::{Decision, Gate, GateOptions};
+pub use keys::jwk::VerifyingKey;
+pub use keys::store::KeyStore;
+pub use token::errors::TokenError;
+pub use verify::{Policy, Verified, Verifier};

@@ -30,9 +30,11 @@ fn main() -> ExitCode {
         }
         Command::Demo => demo::prepare().and_then(|(config, token)| {
             println!("{}", demo::instructions(&config, &token));
-            daemon::run(config, None)
+            daemon::run(config, None, daemon::signals()?)
         }),
-        Command::Run => Config::load(path).and_then(|c| daemon::run(c, args.config.clone())),
+        Command::Run => {
+            Config::load(path).and_then(|c| daemon::run(c, args.config.clone(), daemon::signals()?))
+        }
         Command::Check => Config::load(path)
             .and_then(|c| cli::check(&c))
             .map(|line| println!("{line}")),

@@ -38,11 +38,11 @@ use std::time::{Duration, Instant};
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use common::{repo_path, Key, TempDir, AZP, ISSUER};
-use jwtgate::algorithms::AlgorithmSet;
-use jwtgate::claims::Validation;
-use jwtgate::jwk::VerifyingKey;
-use jwtgate::keystore::KeyStore;
-use jwtgate::verify::Verifier;
+use jwtgate::keys::jwk::VerifyingKey;
+use jwtgate::keys::store::KeyStore;
+use jwtgate::token::algorithms::AlgorithmSet;
+use jwtgate::token::claims::Validation;
+use jwtgate::verify::{Policy, Verifier};
 use openssl::hash::{hash, MessageDigest};
 use openssl::pkey::PKey;
 use openssl::rsa::Padding;
@@ -1622,7 +1622,7 @@ impl Strict {
 /// Header fields jwtgate reads (`header.rs`).
 const READ_HEADER: [&str; 5] = ["alg", "kid", "typ", "crit", "cat"];
 /// Claims jwtgate reads (`claims.rs`).
-const READ_CLAIMS: [&str; 16] = jwtgate::claims::CLAIM_NAMES;
+const READ_CLAIMS: [&str; 16] = jwtgate::token::claims::CLAIM_NAMES;
 const SESSION_CATEGORIES: [&str; 2] = ["cl_B7d4PD111AAA", "cl_I7d4PD111III"];
 /// The JavaScript `Date` range, in seconds.
 const JS_DATE_MAX_SECS: f64 = 8.64e12;
@@ -1984,15 +1984,12 @@ fn judge(
 fn verifier(pem: &str, validation: Validation) -> Verifier {
     let keys = KeyStore::new(64, Duration::from_secs(10), Duration::from_millis(100));
     keys.install_pem(VerifyingKey::from_pem(pem).unwrap());
-    Verifier {
-        keys: Arc::new(keys),
+    let policy = Policy {
         algorithms: AlgorithmSet::CLERK,
         validation,
         max_token_bytes: MAX_TOKEN_BYTES,
-        cache: None,
-        // Only `authorize` reuses decisions; `verify_at` ignores this.
-        decision_ttl: Duration::from_secs(60),
-    }
+    };
+    Verifier::new(Arc::new(keys), policy)
 }
 
 fn print_summary(

@@ -11,11 +11,11 @@ use std::time::Duration;
 
 use common::*;
 use jwtgate::config::{settings_from_toml, Config};
-use jwtgate::jwk::VerifyingKey;
-use jwtgate::keystore::KeyStore;
-use jwtgate::metrics::Metrics;
-use jwtgate::server::App;
+use jwtgate::gate::metrics::Metrics;
+use jwtgate::keys::jwk::VerifyingKey;
+use jwtgate::keys::store::KeyStore;
 use jwtgate::verify::{now_ms, Verifier};
+use jwtgate::{Gate, GateOptions};
 
 struct Counting;
 
@@ -60,11 +60,15 @@ fn a_cache_hit_allocates_nothing() {
         Duration::from_millis(100),
     ));
     store.install_pem(VerifyingKey::from_pem(&key.public_pem()).unwrap());
-    let app = App {
-        verifier: Verifier::from_config(&config, store, 1000),
-        metrics: Arc::new(Metrics::default()),
-        cookie_suffix: None,
+    let options = GateOptions {
+        cache_tokens: 1000,
+        ..config.gate.clone()
     };
+    let gate = Gate::new(
+        Verifier::new(store, config.policy.clone()),
+        options,
+        Arc::new(Metrics::default()),
+    );
     let token = key.sign(&claims("user_hot"));
     let authorization = format!("Bearer {token}");
     let cookie = String::from("theme=dark; other=1");
@@ -76,12 +80,17 @@ fn a_cache_hit_allocates_nothing() {
     ];
     let mut out = String::with_capacity(512);
     // The first request verifies and fills the cache (allocations allowed).
-    assert_eq!(app.decide(headers.iter().copied(), now_ms(), &mut out), 200);
+    let first = gate.decide(headers.iter().copied(), now_ms());
+    assert_eq!(first.status(), 200);
+    drop(first);
     for _ in 0..1000 {
         out.clear();
         let now = now_ms();
         let before = allocations();
-        let status = app.decide(headers.iter().copied(), now, &mut out);
+        let decision = gate.decide(headers.iter().copied(), now);
+        let status = decision.status();
+        decision.render_headers(&mut out);
+        drop(decision);
         let allocated = allocations() - before;
         assert_eq!(status, 200);
         assert_eq!(allocated, 0, "a cache hit allocated {allocated} times");

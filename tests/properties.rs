@@ -20,16 +20,16 @@ use std::time::Duration;
 
 use base64::engine::general_purpose::{STANDARD, URL_SAFE, URL_SAFE_NO_PAD};
 use base64::Engine;
-use jwtgate::algorithms::AlgorithmSet;
-use jwtgate::cache::TokenCache;
-use jwtgate::claims::Validation;
 use jwtgate::config::{settings_from_toml, Config};
-use jwtgate::jwk::{parse_jwks, VerifyingKey};
-use jwtgate::keystore::KeyStore;
-use jwtgate::metrics::Metrics;
-use jwtgate::server::App;
+use jwtgate::gate::metrics::Metrics;
+use jwtgate::gate::{Gate, GateOptions};
+use jwtgate::keys::jwk::{parse_jwks, VerifyingKey};
+use jwtgate::keys::store::KeyStore;
+use jwtgate::token::algorithms::AlgorithmSet;
+use jwtgate::token::claims::Validation;
 use jwtgate::token::decode;
-use jwtgate::verify::Verifier;
+use jwtgate::verify::{Policy, Verifier};
+use jwtgate::TokenError;
 use openssl::hash::MessageDigest;
 use openssl::pkey::{PKey, Private};
 use openssl::rsa::Rsa;
@@ -158,41 +158,62 @@ fn jwks_store() -> Arc<KeyStore> {
     Arc::new(store)
 }
 
+/// A gate over `keys` with a policy and a token cache of `cache_tokens`
+/// (0: none).
 fn verifier(
     keys: Arc<KeyStore>,
     algorithms: AlgorithmSet,
     validation: Validation,
-    cache: Option<TokenCache>,
-) -> Verifier {
-    Verifier {
-        keys,
+    cache_tokens: usize,
+) -> Gate {
+    gate(keys, algorithms, validation, cache_tokens, None)
+}
+
+fn gate(
+    keys: Arc<KeyStore>,
+    algorithms: AlgorithmSet,
+    validation: Validation,
+    cache_tokens: usize,
+    cookie_suffix: Option<String>,
+) -> Gate {
+    let policy = Policy {
         algorithms,
         validation,
         max_token_bytes: 16 * 1024,
-        cache,
+    };
+    let options = GateOptions {
+        cache_tokens,
         decision_ttl: Duration::from_secs(60),
-    }
+        cookie_suffix,
+    };
+    Gate::new(
+        Verifier::new(keys, policy),
+        options,
+        Arc::new(Metrics::default()),
+    )
+}
+
+/// The gate's decision for a found token, its header block in `out`.
+fn authorize(g: &Gate, token: &str, out: &mut String) -> Result<(), TokenError> {
+    let (grant, _) = g.authorize(token, NOW_MS)?;
+    out.push_str(&grant.headers);
+    Ok(())
 }
 
 /// Clerk mode over the PEM key: RS family, strict claims, no cache.
-fn pem_verifier() -> &'static Verifier {
-    static V: OnceLock<Verifier> = OnceLock::new();
-    V.get_or_init(|| verifier(pem_store(), AlgorithmSet::CLERK, strict(), None))
+fn pem_verifier() -> &'static Gate {
+    static V: OnceLock<Gate> = OnceLock::new();
+    V.get_or_init(|| verifier(pem_store(), AlgorithmSet::CLERK, strict(), 0))
 }
 
 /// The JWKS (RSA and Ed25519), every algorithm, strict claims, a cache
 /// that has already seen every valid token.
-fn jwks_verifier() -> &'static Verifier {
-    static V: OnceLock<Verifier> = OnceLock::new();
+fn jwks_verifier() -> &'static Gate {
+    static V: OnceLock<Gate> = OnceLock::new();
     V.get_or_init(|| {
-        let v = verifier(
-            jwks_store(),
-            AlgorithmSet::ALL,
-            strict(),
-            TokenCache::new(1024),
-        );
+        let v = verifier(jwks_store(), AlgorithmSet::ALL, strict(), 1024);
         for (_, token) in valid_tokens() {
-            v.authorize(token, NOW_MS, &mut String::new()).unwrap();
+            authorize(&v, token, &mut String::new()).unwrap();
         }
         v
     })
@@ -201,10 +222,10 @@ fn jwks_verifier() -> &'static Verifier {
 /// Whether `token` is accepted, checking on the way that `verify_at` and
 /// `authorize` agree and that an accepted token renders a safe block whose
 /// `X-User-Id` is its `sub`.
-fn accepted(v: &Verifier, token: &str) -> bool {
-    let verified = v.verify_at(token, NOW_MS);
+fn accepted(v: &Gate, token: &str) -> bool {
+    let verified = v.verifier().verify_at(token, NOW_MS);
     let mut out = String::new();
-    let authorized = v.authorize(token, NOW_MS, &mut out);
+    let authorized = authorize(v, token, &mut out);
     assert_eq!(
         verified.as_ref().err(),
         authorized.as_ref().err(),
@@ -569,9 +590,9 @@ proptest! {
             prop_assert!(jwk.get("use").is_none_or(|u| u == "sig"));
             prop_assert!(jwk.get("key_ops").is_none_or(|ops| ops.as_array().unwrap().contains(&json!("verify"))));
             if let Some(alg) = jwk["alg"].as_str() {
-                let alg = jwtgate::algorithms::Algorithm::from_name(alg).unwrap();
+                let alg = jwtgate::token::algorithms::Algorithm::from_name(alg).unwrap();
                 prop_assert!(key.allows(alg));
-                for other in jwtgate::algorithms::Algorithm::ALL {
+                for other in jwtgate::token::algorithms::Algorithm::ALL {
                     prop_assert_eq!(key.allows(other), other == alg);
                 }
             }
@@ -731,12 +752,13 @@ fn check_config(text: &str) -> Option<Config> {
         settings.keys.jwt_key_file = Some("/nonexistent/jwtgate-properties/key.pem".into());
     }
     let config = Config::from_settings(settings).ok()?;
-    assert!((0..=300_000).contains(&config.validation.leeway_ms));
-    assert!((512..=65536).contains(&config.max_token_bytes));
+    assert!((0..=300_000).contains(&config.policy.validation.leeway_ms));
+    assert!((512..=65536).contains(&config.policy.max_token_bytes));
     assert!((1..=10_000).contains(&config.cache_capacity));
     assert!(config.workers <= 256);
-    assert_ne!(config.algorithms, AlgorithmSet::EMPTY);
+    assert_ne!(config.policy.algorithms, AlgorithmSet::EMPTY);
     assert!(config
+        .policy
         .validation
         .issuer
         .as_ref()
@@ -761,39 +783,27 @@ proptest! {
 // ------------------------------------------------------ 5. App::decide --
 
 struct Apps {
-    jwks: App,
-    pem: App,
-    empty: App,
+    jwks: Gate,
+    pem: Gate,
+    empty: Gate,
 }
 
 fn apps() -> &'static Apps {
     static APPS: OnceLock<Apps> = OnceLock::new();
     APPS.get_or_init(|| {
         install_logger();
-        let metrics = Arc::new(Metrics::default());
         Apps {
-            jwks: App {
-                verifier: verifier(
-                    jwks_store(),
-                    AlgorithmSet::ALL,
-                    strict(),
-                    TokenCache::new(256),
-                ),
-                metrics: metrics.clone(),
-                cookie_suffix: Some(jwtgate::config::cookie_suffix(
+            jwks: gate(
+                jwks_store(),
+                AlgorithmSet::ALL,
+                strict(),
+                256,
+                Some(jwtgate::config::cookie_suffix(
                     "pk_live_Y2xlcmsuZXhhbXBsZS5jb20k",
                 )),
-            },
-            pem: App {
-                verifier: verifier(pem_store(), AlgorithmSet::CLERK, strict(), None),
-                metrics: metrics.clone(),
-                cookie_suffix: None,
-            },
-            empty: App {
-                verifier: verifier(Arc::new(store()), AlgorithmSet::CLERK, strict(), None),
-                metrics,
-                cookie_suffix: None,
-            },
+            ),
+            pem: verifier(pem_store(), AlgorithmSet::CLERK, strict(), 0),
+            empty: verifier(Arc::new(store()), AlgorithmSet::CLERK, strict(), 0),
         }
     })
 }
@@ -886,11 +896,12 @@ proptest! {
         let apps = apps();
         let app = [&apps.jwks, &apps.pem, &apps.empty][app];
         let mut out = String::new();
-        let status = app.decide(
+        let decision = app.decide(
             headers.iter().map(|(n, v)| (n.as_str(), v.as_slice())),
             NOW_MS,
-            &mut out,
         );
+        decision.render_headers(&mut out);
+        let status = decision.status();
         check_block(&out);
         match status {
             200 => {
@@ -1179,10 +1190,10 @@ fn oracle(c: &Claims, policy: &Validation) -> bool {
         && sts_ok
 }
 
-fn pem_verifier_with(policy: &Validation) -> Verifier {
+fn pem_verifier_with(policy: &Validation) -> Gate {
     static STORE: OnceLock<Arc<KeyStore>> = OnceLock::new();
     let keys = STORE.get_or_init(pem_store).clone();
-    verifier(keys, AlgorithmSet::CLERK, policy.clone(), None)
+    verifier(keys, AlgorithmSet::CLERK, policy.clone(), 0)
 }
 
 proptest! {
@@ -1196,7 +1207,7 @@ proptest! {
         let json = claims.to_json();
         let token = sign(Alg::Rs256, json.as_bytes());
         let v = pem_verifier_with(&policy);
-        let verdict = v.verify_at(&token, NOW_MS).map(|_| ());
+        let verdict = v.verifier().verify_at(&token, NOW_MS).map(|_| ());
         prop_assert_eq!(
             verdict.is_ok(),
             oracle(&claims, &policy),
@@ -1210,7 +1221,7 @@ proptest! {
             // jwtgate read; this checks it is the sub that was signed.
             prop_assert!(accepted(&v, &token));
             let mut out = String::new();
-            v.authorize(&token, NOW_MS, &mut out).unwrap();
+            authorize(&v, &token, &mut out).unwrap();
             let Claim::Text(sub) = &claims.sub else { unreachable!() };
             prop_assert_eq!(header_values(&out, "X-User-Id"), vec![sub.as_str()]);
         }

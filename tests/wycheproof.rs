@@ -14,8 +14,8 @@
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::Path;
 
-use jwtgate::algorithms::Algorithm;
-use jwtgate::jwk::{parse_jwks, VerifyingKey};
+use jwtgate::keys::jwk::{parse_jwks, VerifyingKey};
+use jwtgate::token::algorithms::Algorithm;
 use jwtgate::token::decode_jws;
 use jwtgate::verify::check_signature;
 use serde_json::Value;

@@ -24,14 +24,13 @@ use openssl::sign::{RsaPssSaltlen, Verifier};
 use serde::Deserialize;
 use serde_json::Value;
 
-use crate::algorithms::{Algorithm, Family};
+use crate::token::algorithms::{Algorithm, Family};
+use crate::token::header::MAX_KID_BYTES;
 
 /// The smallest RSA modulus accepted, in bits.
 pub const MIN_RSA_BITS: u32 = 2048;
 /// The largest RSA modulus accepted, in bits (bounds verification cost).
 pub const MAX_RSA_BITS: u32 = 8192;
-/// The longest `kid` accepted, in bytes.
-pub const MAX_KID_BYTES: usize = 256;
 
 /// A public key ready to verify signatures.
 #[derive(Clone)]

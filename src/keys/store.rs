@@ -6,33 +6,27 @@
 //! swaps it in with one assignment, so a reload is atomic and a failed
 //! fetch never touches the keys in use.
 //!
-//! An unknown `kid` (say, right after Clerk rotated its keys) asks the
-//! refresher for a refetch and waits for it, at most `fetch_timeout`. At most
+//! An unknown `kid` (say, right after Clerk rotated its keys) asks for a
+//! refetch through the [`RefetchTrigger`] the refresher connected and waits for it, at most `fetch_timeout`. At most
 //! one refetch is in flight, and a new one starts at most once per
 //! `min_refetch`, however many unknown kids arrive: a flood of random kids
 //! costs the key server one request per interval.
 
 use std::num::NonZeroUsize;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::mpsc::Sender;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use lru::LruCache;
 use may::sync::SyncFlag;
 
-use crate::jwk::VerifyingKey;
+use crate::keys::jwk::VerifyingKey;
+use crate::sync::lock;
 
-/// What the refresher is asked to do.
-#[derive(Debug)]
-pub enum Command {
-    /// A token named a kid we do not hold.
-    RefetchUnknownKid,
-    /// SIGHUP: load this key source now, whatever the refetch bound.
-    Reload(Box<crate::fetch::KeySource>),
-    /// Stop the refresher thread.
-    Shutdown,
-}
+/// Asks whoever loads keys for a refetch; `false` when nobody listens.
+/// The store knows nothing else of its refresher, so a new key source never
+/// changes the store.
+pub type RefetchTrigger = Box<dyn Fn() -> bool + Send + Sync>;
 
 enum Keys {
     /// Nothing loaded yet (first fetch pending or failed).
@@ -68,7 +62,7 @@ pub struct KeyStore {
     refetch: Mutex<RefetchState>,
     min_refetch: Duration,
     fetch_timeout: Duration,
-    commands: Mutex<Option<Sender<Command>>>,
+    refetch_trigger: Mutex<Option<RefetchTrigger>>,
 }
 
 impl KeyStore {
@@ -80,13 +74,13 @@ impl KeyStore {
             refetch: Mutex::new(RefetchState::default()),
             min_refetch,
             fetch_timeout,
-            commands: Mutex::new(None),
+            refetch_trigger: Mutex::new(None),
         }
     }
 
     /// Connects the store to the refresher that serves its refetches.
-    pub fn connect_refresher(&self, commands: Sender<Command>) {
-        *lock(&self.commands) = Some(commands);
+    pub fn connect_refresher(&self, trigger: RefetchTrigger) {
+        *lock(&self.refetch_trigger) = Some(trigger);
     }
 
     /// Looks a key up; never blocks on anything slow.
@@ -127,9 +121,10 @@ impl KeyStore {
                 return None;
             }
         }
-        let commands = lock(&self.commands);
-        let sender = commands.as_ref()?;
-        sender.send(Command::RefetchUnknownKid).ok()?;
+        let trigger = lock(&self.refetch_trigger);
+        if !trigger.as_ref().is_some_and(|ask| ask()) {
+            return None;
+        }
         let flag = Arc::new(SyncFlag::new());
         state.in_flight = Some(flag.clone());
         state.last_fetch_started = Some(Instant::now());
@@ -198,18 +193,6 @@ impl KeyStore {
     pub fn generation(&self) -> u64 {
         self.generation.load(Ordering::Acquire)
     }
-
-    pub fn capacity(&self) -> usize {
-        self.capacity.get()
-    }
-}
-
-/// Locks, recovering from poisoning: every critical section here leaves the
-/// data consistent, so a panic elsewhere must not lock everyone out.
-pub(crate) fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    mutex
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 #[cfg(test)]
@@ -249,7 +232,7 @@ mod tests {
     fn refetches_are_bounded_and_shared() {
         let store = KeyStore::new(4, Duration::from_secs(3600), Duration::from_millis(1));
         let (tx, rx) = std::sync::mpsc::channel();
-        store.connect_refresher(tx);
+        store.connect_refresher(Box::new(move || tx.send(()).is_ok()));
         store.install_jwks(vec![key("a")]);
         for i in 0..100 {
             assert!(matches!(

@@ -8,19 +8,20 @@
 //! cached entry. 16 bytes a key instead of the ~800-byte token keeps
 //! 100,000 entries in about 25 MB (see `ENTRY_BYTES`).
 //!
-//! An entry holds the rendered response headers and the token's `exp`. It
-//! is used only while `now < exp` (checked at every hit) and only with the
+//! An entry holds the [`Grant`] (identity and rendered response headers)
+//! and until when it may be reused. It is used only while `now < exp` (checked at every hit) and only with the
 //! key-set generation it was verified under: any key change (refresh,
 //! rotation, SIGHUP) makes every entry a miss. The cache is split into
 //! shards, each behind its own short mutex, so workers rarely meet.
 
 use std::hash::Hasher;
 use std::num::NonZeroUsize;
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use lru::LruCache;
 
-use crate::keystore::lock;
+use crate::gate::decision::Grant;
+use crate::sync::lock;
 use siphasher::sip128::{Hasher128, SipHasher24};
 
 /// Approximate memory of one entry: the 16-byte key, the LRU node, the
@@ -30,10 +31,8 @@ const SHARDS: usize = 16;
 
 /// What a hit gives back.
 pub struct Entry {
-    /// The response header lines (identity headers and `X-Accel-Expires`).
-    pub headers: Box<str>,
-    /// The token's `exp`, in Unix milliseconds.
-    pub expires_ms: i64,
+    /// Used until `grant.reuse_until_ms`.
+    pub grant: Arc<Grant>,
     /// The key-store generation the token was verified under.
     pub generation: u64,
 }
@@ -81,7 +80,7 @@ impl TokenCache {
     ) -> Option<T> {
         let mut shard = self.shard(key);
         let entry = shard.get(&key)?;
-        if now_ms >= entry.expires_ms || entry.generation != generation {
+        if now_ms >= entry.grant.reuse_until_ms || entry.generation != generation {
             shard.pop(&key);
             return None;
         }
@@ -92,13 +91,10 @@ impl TokenCache {
         self.shard(key).put(key, entry);
     }
 
-    /// Entries held (for metrics).
-    pub fn len(&self) -> usize {
+    /// Entries held.
+    #[cfg(test)]
+    fn len(&self) -> usize {
         self.shards.iter().map(|s| lock(s).len()).sum()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
     }
 
     fn shard(&self, key: u128) -> MutexGuard<'_, LruCache<u128, Entry>> {
@@ -112,8 +108,11 @@ mod tests {
 
     fn entry(expires_ms: i64, generation: u64) -> Entry {
         Entry {
-            headers: "X-User-Id: user_1\r\nX-Session-Id: s".into(),
-            expires_ms,
+            grant: Arc::new(Grant {
+                identity: Default::default(),
+                headers: "X-User-Id: user_1\r\nX-Session-Id: s".into(),
+                reuse_until_ms: expires_ms,
+            }),
             generation,
         }
     }
@@ -123,7 +122,7 @@ mod tests {
         let cache = TokenCache::new(100).unwrap();
         let k = cache.key("a.b.c");
         cache.insert(k, entry(1_000, 7));
-        let hit = cache.get(k, 999, 7, |e| e.headers.to_string());
+        let hit = cache.get(k, 999, 7, |e| e.grant.headers.to_string());
         assert_eq!(hit.as_deref(), Some("X-User-Id: user_1\r\nX-Session-Id: s"));
         assert!(cache.get(k, 999, 8, |_| ()).is_none(), "new key set: miss");
         assert!(

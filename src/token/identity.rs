@@ -8,9 +8,9 @@
 //! the same headers. A value with a control character is never written into
 //! a header (that would be header injection): such a token is refused.
 
-use crate::claims::Claims;
-use crate::errors::TokenError;
-use crate::json::Json;
+use crate::token::claims::Claims;
+use crate::token::errors::TokenError;
+use crate::token::json::Json;
 
 /// Longest value written into one header, in bytes.
 pub const MAX_HEADER_VALUE: usize = 1024;

@@ -1,14 +1,25 @@
-//! Compact JWS decoding (RFC 7515 §7.1): three base64url segments.
+//! The token itself: decoding, the JOSE header, algorithms, claims and the
+//! identity they carry, and the reasons a token fails. Pure: no I/O, no
+//! keys, no configuration.
 //!
-//! Strict on purpose: no `=` padding, no `+` or `/`, no whitespace, no
-//! non-canonical trailing bits. Anything else is `token-invalid`.
+//! Compact JWS decoding (RFC 7515 §7.1) lives here: three base64url
+//! segments, strict on purpose: no `=` padding, no `+` or `/`, no
+//! whitespace, no non-canonical trailing bits. Anything else is
+//! `token-invalid`.
+
+pub mod algorithms;
+pub mod claims;
+pub mod errors;
+pub mod header;
+pub mod identity;
+pub(crate) mod json;
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 
-use crate::claims::Claims;
-use crate::errors::TokenError;
-use crate::header::{parse_header, Header};
+use claims::Claims;
+use errors::TokenError;
+use header::{parse_header, Header};
 
 /// A structurally valid compact JWS whose signature is not yet checked.
 #[derive(Debug)]

@@ -7,7 +7,8 @@ use std::fmt::Write;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::time::Duration;
 
-use crate::errors::TokenError;
+use crate::gate::decision::{Decision, Source};
+use crate::token::errors::TokenError;
 
 /// Upper bounds of the latency histogram buckets, in seconds.
 const LATENCY_BUCKETS: [f64; 12] = [
@@ -32,11 +33,20 @@ pub struct Metrics {
 }
 
 impl Metrics {
-    pub fn record_decision(&self, outcome: Result<(), TokenError>, elapsed: Duration) {
-        match outcome {
-            Ok(()) => self.allowed.fetch_add(1, Relaxed),
-            Err(e) => self.denied[e.index()].fetch_add(1, Relaxed),
-        };
+    /// Counts one decision (and, for an allow, its cache result).
+    pub fn record_decision(&self, decision: &Decision, elapsed: Duration) {
+        match decision {
+            Decision::Allow { source, .. } => {
+                self.allowed.fetch_add(1, Relaxed);
+                self.record_cache(*source == Source::Cache);
+            }
+            Decision::Deny(e) => {
+                self.denied[e.index()].fetch_add(1, Relaxed);
+            }
+            Decision::Unavailable => {
+                self.denied[TokenError::KeysUnavailable.index()].fetch_add(1, Relaxed);
+            }
+        }
         let secs = elapsed.as_secs_f64();
         if let Some(i) = LATENCY_BUCKETS.iter().position(|b| secs <= *b) {
             self.latency_buckets[i].fetch_add(1, Relaxed);
@@ -57,7 +67,7 @@ impl Metrics {
     }
 
     /// A granted request: answered from the token cache, or verified.
-    pub fn record_cache(&self, hit: bool) {
+    fn record_cache(&self, hit: bool) {
         if hit {
             self.cache_hits.fetch_add(1, Relaxed);
         } else {
@@ -182,8 +192,20 @@ mod tests {
     #[test]
     fn renders_counts_and_a_cumulative_histogram() {
         let m = Metrics::default();
-        m.record_decision(Ok(()), Duration::from_micros(30));
-        m.record_decision(Err(TokenError::Expired), Duration::from_millis(3));
+        let grant = std::sync::Arc::new(crate::gate::Grant {
+            identity: Default::default(),
+            headers: "".into(),
+            reuse_until_ms: 0,
+        });
+        let allow = Decision::Allow {
+            grant,
+            source: Source::Verified,
+        };
+        m.record_decision(&allow, Duration::from_micros(30));
+        m.record_decision(
+            &Decision::Deny(TokenError::Expired),
+            Duration::from_millis(3),
+        );
         m.record_fetch(true, 2, 1_700_000_000);
         let mut text = String::new();
         m.render(&mut text).unwrap();

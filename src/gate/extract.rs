@@ -3,7 +3,7 @@
 //! `__session` cookie (or Clerk's per-instance `__session_<suffix>`).
 //! When the header carries a token, cookies are not looked at.
 
-use crate::errors::TokenError;
+use crate::token::errors::TokenError;
 
 /// Where the token was found (shown in the debug log).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -5,10 +5,12 @@
 
 use serde::Deserialize;
 
-use crate::algorithms::Algorithm;
-use crate::errors::TokenError;
-use crate::json::{parse_object, present, Json};
-use crate::jwk::MAX_KID_BYTES;
+use crate::token::algorithms::Algorithm;
+use crate::token::errors::TokenError;
+use crate::token::json::{parse_object, present, Json};
+
+/// Longest `kid` accepted, in bytes (in a token and in a JWKS).
+pub const MAX_KID_BYTES: usize = 256;
 
 /// Clerk token categories that mark a session token (`cat` header).
 /// Absent also means a (legacy) session token.

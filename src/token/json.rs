@@ -15,7 +15,7 @@ use serde::de::{
 };
 use serde::{Deserialize, Deserializer};
 
-use crate::errors::TokenError;
+use crate::token::errors::TokenError;
 
 /// A JSON value, nested at most one level.
 #[derive(Clone, Debug, PartialEq)]

@@ -9,8 +9,8 @@
 
 use serde::Deserialize;
 
-use crate::errors::TokenError;
-use crate::json::{parse_object, present, Json};
+use crate::token::errors::TokenError;
+use crate::token::json::{parse_object, present, Json};
 
 /// Seconds beyond which a time claim is refused (the JS `Date` range).
 const MAX_TIME_SECS: f64 = 8.64e12;

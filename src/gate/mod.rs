@@ -1,0 +1,173 @@
+//! The gate: from a request's headers to a [`Decision`], and the HTTP
+//! service that answers with it.
+//!
+//! - [`extract`]: find the token in the request headers.
+//! - [`decision`]: the decision type and its rendering to HTTP.
+//! - [`cache`]: verified tokens by keyed hash, so a repeat costs no RSA.
+//! - [`server`]: the may_minihttp service: `/auth`, `/healthz`, `/readyz`, `/metrics`.
+//! - [`metrics`]: Prometheus counters and the latency histogram.
+
+pub mod cache;
+pub mod decision;
+pub mod extract;
+pub mod metrics;
+pub mod server;
+
+use std::fmt::Write as _;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crate::token::errors::TokenError;
+use crate::verify::Verifier;
+use cache::{Entry, TokenCache};
+pub use decision::{Decision, Grant, Source};
+use extract::{find_token, Carrier};
+use metrics::Metrics;
+
+/// How the gate uses a verifier.
+#[derive(Clone, Debug)]
+pub struct GateOptions {
+    /// Verified tokens remembered (0: no cache).
+    pub cache_tokens: usize,
+    /// How long a decision may be reused (here and, through
+    /// `X-Accel-Expires`, by nginx), at most until the token's exp.
+    pub decision_ttl: Duration,
+    /// Clerk's per-instance cookie suffix, from the publishable key.
+    pub cookie_suffix: Option<String>,
+}
+
+/// What every connection shares: the verifier, the cache, the metrics.
+pub struct Gate {
+    verifier: Verifier,
+    cache: Option<TokenCache>,
+    options: GateOptions,
+    metrics: Arc<Metrics>,
+}
+
+impl Gate {
+    pub fn new(verifier: Verifier, options: GateOptions, metrics: Arc<Metrics>) -> Gate {
+        Gate {
+            cache: TokenCache::new(options.cache_tokens),
+            verifier,
+            options,
+            metrics,
+        }
+    }
+
+    pub fn verifier(&self) -> &Verifier {
+        &self.verifier
+    }
+
+    pub fn metrics(&self) -> &Metrics {
+        &self.metrics
+    }
+
+    /// Ready once any key is loaded.
+    pub fn is_ready(&self) -> bool {
+        !self.verifier.keys().is_empty()
+    }
+
+    /// The `/auth` decision for a request's `(name, value)` headers.
+    /// Counts it in the metrics and logs it at debug level. Independent of
+    /// the HTTP library, so the fuzz target and the server share it. A
+    /// cache hit allocates nothing.
+    pub fn decide<'a>(
+        &self,
+        headers: impl Iterator<Item = (&'a str, &'a [u8])> + Clone,
+        now_ms: i64,
+    ) -> Decision {
+        let started = Instant::now();
+        let found = find_token(headers.clone(), self.options.cookie_suffix.as_deref());
+        let carrier = found.as_ref().ok().map(|(_, carrier)| *carrier);
+        let decision = match found.and_then(|(token, _)| self.authorize(token, now_ms)) {
+            Ok((grant, source)) => Decision::Allow { grant, source },
+            Err(TokenError::KeysUnavailable) => Decision::Unavailable,
+            Err(e) => Decision::Deny(e),
+        };
+        if log::log_enabled!(log::Level::Debug) {
+            log_decision(headers, &decision, carrier);
+        }
+        self.metrics.record_decision(&decision, started.elapsed());
+        decision
+    }
+
+    /// A grant for `token`, from the cache or by verifying it: the decision
+    /// once the token is found.
+    pub fn authorize(&self, token: &str, now_ms: i64) -> Result<(Arc<Grant>, Source), TokenError> {
+        self.verifier.policy().check_size(token)?;
+        let Some(cache) = &self.cache else {
+            return Ok((self.grant(token, now_ms)?, Source::Verified));
+        };
+        let key = cache.key(token);
+        let generation = self.verifier.keys().generation();
+        if let Some(grant) = cache.get(key, now_ms, generation, |e| e.grant.clone()) {
+            return Ok((grant, Source::Cache));
+        }
+        let grant = self.grant(token, now_ms)?;
+        if now_ms < grant.reuse_until_ms {
+            let grant = grant.clone();
+            cache.insert(key, Entry { grant, generation });
+        }
+        Ok((grant, Source::Verified))
+    }
+
+    /// Full verification, rendered once: the identity headers and
+    /// `X-Accel-Expires`. The decision may be reused until the token's exp,
+    /// capped at the decision TTL; nginx is told the same, one second early,
+    /// because it keeps an `X-Accel-Expires: @T` entry through the whole
+    /// second T.
+    fn grant(&self, token: &str, now_ms: i64) -> Result<Arc<Grant>, TokenError> {
+        let verified = self.verifier.verify_at(token, now_ms)?;
+        let exp_secs = verified
+            .claims
+            .expiry_secs()
+            .ok_or(TokenError::InvalidExpiry)?;
+        let ttl_ms = self.options.decision_ttl.as_millis() as i64;
+        let reuse_until_ms = exp_secs
+            .saturating_mul(1000)
+            .min(now_ms.saturating_add(ttl_ms));
+        let mut headers = verified.headers;
+        let _ = write!(
+            headers,
+            "\r\nX-Accel-Expires: @{}",
+            reuse_until_ms.div_euclid(1000) - 1
+        );
+        Ok(Arc::new(Grant {
+            identity: verified.identity,
+            headers: headers.into_boxed_str(),
+            reuse_until_ms,
+        }))
+    }
+}
+
+/// The one debug line per decision: outcome, who or why, and the original
+/// request the proxy forwarded (values escaped, so a client cannot forge
+/// lines).
+fn log_decision<'a>(
+    headers: impl Iterator<Item = (&'a str, &'a [u8])> + Clone,
+    decision: &Decision,
+    carrier: Option<Carrier>,
+) {
+    let header = |name: &str| {
+        headers
+            .clone()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map_or(String::from("-"), |(_, v)| {
+                String::from_utf8_lossy(v).escape_debug().to_string()
+            })
+    };
+    let (method, uri) = (header("x-original-method"), header("x-original-uri"));
+    let carrier = carrier.map_or("-", Carrier::name);
+    match decision {
+        Decision::Allow { grant, source } => log::debug!(
+            "allow sub={} sid={} carrier={carrier} cached={} method={method} uri={uri}",
+            grant.identity.user_id,
+            grant.identity.session_id.as_deref().unwrap_or("-"),
+            *source == Source::Cache,
+        ),
+        _ => log::debug!(
+            "deny reason={} carrier={carrier} method={method} uri={uri}",
+            decision.reason()
+        ),
+    }
+}

@@ -1,0 +1,116 @@
+//! The HTTP side: routes, the `/auth` decision and its response.
+//!
+//! may_minihttp gives each connection its own service value and encodes a
+//! response right after `call` returns, before the next request on that
+//! connection is read. That lets dynamic header lines live in a buffer the
+//! service owns (see [`AuthService::header_view`]). The service never
+//! returns `Err` (the library would answer 500 with the error text) and
+//! never calls `Request::body()` (it panics on a bad Content-Length, and
+//! nginx may announce a body it never sends).
+
+use std::io;
+use std::sync::Arc;
+
+use may_minihttp::{HttpService, HttpServiceFactory, Request, Response};
+
+use crate::gate::Gate;
+use crate::verify::now_ms;
+
+/// Makes one [`AuthService`] per accepted connection.
+pub struct AuthServiceFactory(pub Arc<Gate>);
+
+impl HttpServiceFactory for AuthServiceFactory {
+    type Service = AuthService;
+
+    fn new_service(&self, _id: usize) -> AuthService {
+        self.0.metrics().record_connection();
+        AuthService {
+            gate: self.0.clone(),
+            headers: String::with_capacity(256),
+        }
+    }
+}
+
+/// The per-connection service.
+pub struct AuthService {
+    gate: Arc<Gate>,
+    /// Dynamic header lines of the response being built.
+    headers: String,
+}
+
+impl HttpService for AuthService {
+    fn call(&mut self, req: Request, rsp: &mut Response) -> io::Result<()> {
+        let path = req.path();
+        let path = path.split_once('?').map_or(path, |(p, _)| p);
+        match path {
+            "/auth" => self.auth(&req, rsp),
+            "/healthz" => {
+                rsp.body("ok\n");
+            }
+            "/readyz" => self.readyz(rsp),
+            "/metrics" => self.metrics(rsp),
+            _ => {
+                rsp.status_code(404, "Not Found");
+            }
+        }
+        Ok(())
+    }
+}
+
+impl AuthService {
+    fn auth(&mut self, req: &Request, rsp: &mut Response) {
+        self.headers.clear();
+        let headers = req.headers().iter().map(|h| (h.name, h.value));
+        let decision = self.gate.decide(headers, now_ms());
+        match decision.status() {
+            200 => {}
+            503 => {
+                rsp.status_code(503, "Service Unavailable");
+            }
+            _ => {
+                rsp.status_code(401, "Unauthorized");
+            }
+        }
+        decision.render_headers(&mut self.headers);
+        if declares_body(req) {
+            // nginx may forward a client's Content-Length without the body;
+            // answer now, and ask the peer not to reuse a connection whose
+            // framing is in doubt.
+            self.headers.push_str("\r\nConnection: close");
+        }
+        rsp.header(self.header_view());
+    }
+
+    fn readyz(&mut self, rsp: &mut Response) {
+        if !self.gate.is_ready() {
+            rsp.status_code(503, "Service Unavailable");
+            rsp.body("no keys loaded\n");
+        } else {
+            rsp.body("ready\n");
+        }
+    }
+
+    fn metrics(&mut self, rsp: &mut Response) {
+        rsp.header("Content-Type: text/plain; version=0.0.4; charset=utf-8");
+        let _ = self.gate.metrics().render(rsp.body_mut());
+    }
+
+    /// The dynamic header lines as the `&'static str` may_minihttp wants.
+    fn header_view(&self) -> &'static str {
+        // SAFETY: the string points into `self.headers`, which lives as long
+        // as this per-connection service. may_minihttp copies every header
+        // into its write buffer (`response::encode`) right after `call`
+        // returns and before it calls `call` again; `self.headers` is only
+        // changed inside `call`. So the bytes are alive and unchanged for as
+        // long as the response holds the reference. The pipelined-request
+        // test in tests/http.rs checks this with different users.
+        unsafe { &*(self.headers.as_str() as *const str) }
+    }
+}
+
+fn declares_body(req: &Request) -> bool {
+    req.headers().iter().any(|h| {
+        (h.name.eq_ignore_ascii_case("content-length") && h.value.iter().any(|b| *b != b'0'))
+            || h.name.eq_ignore_ascii_case("transfer-encoding")
+    })
+}
