@@ -11,9 +11,9 @@
 
 use std::path::PathBuf;
 
-use jwtgate::algorithms::AlgorithmSet;
 use jwtgate::config::{settings_from_toml, Config};
-use jwtgate::fetch::KeySource;
+use jwtgate::keys::source::KeySource;
+use jwtgate::token::algorithms::AlgorithmSet;
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
@@ -41,17 +41,17 @@ fuzz_target!(|data: &[u8]| {
     let Ok(config) = Config::from_settings(settings) else {
         return;
     };
-    let v = &config.validation;
+    let v = &config.policy.validation;
     assert!((0..=300_000).contains(&v.leeway_ms), "{config:?}");
     assert!(v.issuer.as_ref().is_none_or(|i| !i.is_empty()));
     assert!(v.authorized_parties.iter().all(|p| !p.is_empty()));
-    assert!((512..=65536).contains(&config.max_token_bytes));
+    assert!((512..=65536).contains(&config.policy.max_token_bytes));
     assert!((1..=10_000).contains(&config.cache_capacity));
     assert!(config.workers <= 256);
-    assert!(config.cache_tokens <= 10_000_000);
-    assert_ne!(config.algorithms, AlgorithmSet::EMPTY);
+    assert!(config.gate.cache_tokens <= 10_000_000);
+    assert_ne!(config.policy.algorithms, AlgorithmSet::EMPTY);
     if clerk_mode {
-        for name in config.algorithms.names() {
+        for name in config.policy.algorithms.names() {
             assert!(name.starts_with("RS"), "{name} in Clerk mode");
         }
     }

@@ -14,8 +14,8 @@
 //! verifies arbitrary signatures without panicking.
 #![no_main]
 
-use jwtgate::algorithms::Algorithm;
-use jwtgate::jwk::{parse_jwks, KeySetParse};
+use jwtgate::keys::jwk::{parse_jwks, KeySetParse};
+use jwtgate::token::algorithms::Algorithm;
 use jwtgate_fuzz::{b64, jwks_document, sign_raw, Signing};
 use libfuzzer_sys::fuzz_target;
 use serde_json::Value;

@@ -1,4 +1,4 @@
-//! The whole `/auth` decision, `App::decide`, on fuzzed request headers.
+//! The whole `/auth` decision, `Gate::decide`, on fuzzed request headers.
 //!
 //! The first byte picks the app (JWKS keys with a token cache and a Clerk
 //! cookie suffix; the PEM key; no keys at all). The rest is header lines
@@ -15,7 +15,7 @@
 //! the debug log line (a logger is installed) is a single line.
 #![no_main]
 
-use jwtgate::server::App;
+use jwtgate::gate::Gate;
 use jwtgate_fuzz::{
     apps, check_header_block, header_values, install_logger, sign_claims, Signing, NOW_MS,
 };
@@ -27,7 +27,7 @@ fuzz_target!(|data: &[u8]| {
         return;
     };
     let apps = apps();
-    let (app, how): (&App, Signing) = match pick % 4 {
+    let (app, how): (&Gate, Signing) = match pick % 4 {
         0 | 1 => (&apps.jwks, Signing::EdDsa),
         2 => (&apps.pem, Signing::Rs256),
         _ => (&apps.empty, Signing::Rs256),
@@ -70,10 +70,12 @@ fn headers(bytes: &[u8], how: Signing) -> Vec<(String, Vec<u8>)> {
     headers
 }
 
-fn decide(app: &App, headers: &[(String, Vec<u8>)]) -> (u16, String) {
+fn decide(app: &Gate, headers: &[(String, Vec<u8>)]) -> (u16, String) {
     let mut out = String::new();
     let pairs = headers.iter().map(|(n, v)| (n.as_str(), v.as_slice()));
-    let status = app.decide(pairs, NOW_MS, &mut out);
+    let decision = app.decide(pairs, NOW_MS);
+    decision.render_headers(&mut out);
+    let status = decision.status();
     if let Err(why) = check_header_block(&out) {
         panic!("status {status}: {why}");
     }

@@ -9,15 +9,14 @@ use std::time::Duration;
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
-use jwtgate::algorithms::AlgorithmSet;
-use jwtgate::cache::TokenCache;
-use jwtgate::claims::Validation;
-use jwtgate::errors::TokenError;
-use jwtgate::jwk::{parse_jwks, VerifyingKey};
-use jwtgate::keystore::KeyStore;
-use jwtgate::metrics::Metrics;
-use jwtgate::server::App;
-use jwtgate::verify::{Source, Verifier};
+use jwtgate::gate::metrics::Metrics;
+use jwtgate::gate::{Gate, GateOptions, Source};
+use jwtgate::keys::jwk::{parse_jwks, VerifyingKey};
+use jwtgate::keys::store::KeyStore;
+use jwtgate::token::algorithms::AlgorithmSet;
+use jwtgate::token::claims::Validation;
+use jwtgate::token::errors::TokenError;
+use jwtgate::verify::{Policy, Verifier};
 use openssl::bn::{BigNum, BigNumContext};
 use openssl::ec::{EcGroup, EcKey, EcPoint};
 use openssl::ecdsa::EcdsaSig;
@@ -235,36 +234,46 @@ fn store() -> KeyStore {
     KeyStore::new(16, Duration::from_secs(3600), Duration::from_millis(1))
 }
 
-/// A verifier as the daemon builds one: 16 KiB tokens at most, decisions
-/// reusable for 60 s.
+/// A gate as the daemon builds one: 16 KiB tokens at most, decisions
+/// reusable for 60 s, `cache_tokens` cached (0: no cache).
 pub fn verifier(
     keys: Arc<KeyStore>,
     algorithms: AlgorithmSet,
     validation: Validation,
-    cache: Option<TokenCache>,
-) -> Verifier {
-    Verifier {
-        keys,
+    cache_tokens: usize,
+    cookie_suffix: Option<String>,
+) -> Gate {
+    let policy = Policy {
         algorithms,
         validation,
         max_token_bytes: 16 * 1024,
-        cache,
+    };
+    let options = GateOptions {
+        cache_tokens,
         decision_ttl: Duration::from_secs(60),
-    }
+        cookie_suffix,
+    };
+    Gate::new(
+        Verifier::new(keys, policy),
+        options,
+        Arc::new(Metrics::default()),
+    )
 }
 
 /// The verifiers the targets compare.
 pub struct Verifiers {
     /// Clerk mode: the PEM key (any kid), RS family, strict, no cache.
-    pub pem: Verifier,
+    pub pem: Gate,
     /// The JWKS, every algorithm, strict, with a token cache.
-    pub jwks_cached: Verifier,
+    pub jwks_cached: Gate,
     /// The same keys, every algorithm, open policy, no cache.
-    pub jwks_open: Verifier,
+    pub jwks_open: Gate,
+    pem_keys: Arc<KeyStore>,
+    jwks_keys: Arc<KeyStore>,
 }
 
 impl Verifiers {
-    pub fn all(&self) -> [&Verifier; 3] {
+    pub fn all(&self) -> [&Gate; 3] {
         [&self.pem, &self.jwks_cached, &self.jwks_open]
     }
 }
@@ -272,7 +281,7 @@ impl Verifiers {
 pub fn verifiers() -> &'static Verifiers {
     static V: OnceLock<Verifiers> = OnceLock::new();
     V.get_or_init(|| {
-        let pem = store();
+        let pem = Arc::new(store());
         pem.install_pem(VerifyingKey::from_pem(&rsa_public_pem()).unwrap());
         let jwks = Arc::new(store());
         let parsed = parse_jwks(jwks_document().to_string().as_bytes()).unwrap();
@@ -280,18 +289,22 @@ pub fn verifiers() -> &'static Verifiers {
         assert_eq!(jwks.install_jwks(parsed.keys), 4);
         Verifiers {
             pem: verifier(
-                Arc::new(pem),
+                pem.clone(),
                 AlgorithmSet::CLERK,
                 strict_validation(),
+                0,
                 None,
             ),
             jwks_cached: verifier(
                 jwks.clone(),
                 AlgorithmSet::ALL,
                 strict_validation(),
-                TokenCache::new(256),
+                256,
+                None,
             ),
-            jwks_open: verifier(jwks, AlgorithmSet::ALL, open_validation(), None),
+            jwks_open: verifier(jwks.clone(), AlgorithmSet::ALL, open_validation(), 0, None),
+            pem_keys: pem,
+            jwks_keys: jwks,
         }
     })
 }
@@ -299,49 +312,39 @@ pub fn verifiers() -> &'static Verifiers {
 /// The apps `request_decide` drives.
 pub struct Apps {
     /// JWKS keys, strict, token cache, Clerk cookie suffix.
-    pub jwks: App,
+    pub jwks: Gate,
     /// The PEM key, strict, no cache, no cookie suffix.
-    pub pem: App,
+    pub pem: Gate,
     /// No key ever loaded: every token is a 503.
-    pub empty: App,
+    pub empty: Gate,
 }
 
 pub fn apps() -> &'static Apps {
     static A: OnceLock<Apps> = OnceLock::new();
     A.get_or_init(|| {
         let v = verifiers();
-        let metrics = Arc::new(Metrics::default());
         Apps {
-            jwks: App {
-                verifier: verifier(
-                    v.jwks_cached.keys.clone(),
-                    AlgorithmSet::ALL,
-                    strict_validation(),
-                    TokenCache::new(256),
-                ),
-                metrics: metrics.clone(),
-                cookie_suffix: Some(jwtgate::config::cookie_suffix(PUBLISHABLE_KEY)),
-            },
-            pem: App {
-                verifier: verifier(
-                    v.pem.keys.clone(),
-                    AlgorithmSet::CLERK,
-                    strict_validation(),
-                    None,
-                ),
-                metrics: metrics.clone(),
-                cookie_suffix: None,
-            },
-            empty: App {
-                verifier: verifier(
-                    Arc::new(store()),
-                    AlgorithmSet::CLERK,
-                    strict_validation(),
-                    TokenCache::new(16),
-                ),
-                metrics,
-                cookie_suffix: None,
-            },
+            jwks: verifier(
+                v.jwks_keys.clone(),
+                AlgorithmSet::ALL,
+                strict_validation(),
+                256,
+                Some(jwtgate::config::cookie_suffix(PUBLISHABLE_KEY)),
+            ),
+            pem: verifier(
+                v.pem_keys.clone(),
+                AlgorithmSet::CLERK,
+                strict_validation(),
+                0,
+                None,
+            ),
+            empty: verifier(
+                Arc::new(store()),
+                AlgorithmSet::CLERK,
+                strict_validation(),
+                16,
+                None,
+            ),
         }
     })
 }
@@ -376,14 +379,21 @@ pub fn header_values<'a>(block: &'a str, name: &str) -> Vec<&'a str> {
         .collect()
 }
 
+/// The gate's decision for a found token; its header block goes to `out`.
+pub fn authorize(gate: &Gate, token: &str, out: &mut String) -> Result<Source, TokenError> {
+    let (grant, source) = gate.authorize(token, NOW_MS)?;
+    out.push_str(&grant.headers);
+    Ok(source)
+}
+
 /// The `/auth` checks on one token: `verify_at` and `authorize` agree,
 /// a success renders a safe block whose `X-User-Id` is the `sub` claim, a
 /// failure writes nothing, and a cached verifier answers a repeat the same.
 /// Returns the verdict (the same from every path).
-pub fn check_token(verifier: &Verifier, token: &str) -> Result<(), TokenError> {
-    let verified = verifier.verify_at(token, NOW_MS);
+pub fn check_token(gate: &Gate, token: &str) -> Result<(), TokenError> {
+    let verified = gate.verifier().verify_at(token, NOW_MS);
     let mut out = String::new();
-    let authorized = verifier.authorize(token, NOW_MS, &mut out);
+    let authorized = authorize(gate, token, &mut out);
     match (&verified, &authorized) {
         (Ok(v), Ok(_)) => {
             check_header_block(&v.headers).unwrap();
@@ -404,9 +414,9 @@ pub fn check_token(verifier: &Verifier, token: &str) -> Result<(), TokenError> {
         }
         _ => panic!("verify_at {verified:?} but authorize {authorized:?} for {token:?}"),
     }
-    if verifier.cache.is_some() {
+    if gate.caches() {
         let mut again = String::new();
-        let second = verifier.authorize(token, NOW_MS, &mut again);
+        let second = authorize(gate, token, &mut again);
         assert_eq!(second.is_ok(), authorized.is_ok(), "{token:?}");
         if let (Ok(source), Ok(v)) = (second, &verified) {
             // Tokens still inside `exp` are cached; those only alive thanks
@@ -428,7 +438,7 @@ pub fn claims_oracle(payload: &[u8], policy: &Validation) -> Option<bool> {
     let Ok(map) = serde_json::from_slice::<Map<String, Value>>(payload) else {
         return None;
     };
-    let known = jwtgate::claims::CLAIM_NAMES;
+    let known = jwtgate::token::claims::CLAIM_NAMES;
     if let Ok(KeyList(keys)) = serde_json::from_slice::<KeyList>(payload) {
         for name in known {
             if keys.iter().filter(|k| *k == name).count() > 1 {

@@ -62,6 +62,11 @@ impl Gate {
         &self.metrics
     }
 
+    /// Whether verified tokens are cached.
+    pub fn caches(&self) -> bool {
+        self.cache.is_some()
+    }
+
     /// Ready once any key is loaded.
     pub fn is_ready(&self) -> bool {
         !self.verifier.keys().is_empty()
