@@ -373,3 +373,23 @@ fn key_server_down_since_start_gives_503_not_401_and_recovers() {
     daemon.wait_ready();
     assert_eq!(daemon.bearer(&token).status, 200);
 }
+
+#[test]
+fn forward_route_answers_as_auth_does_for_api_clients() {
+    let key = Key::rsa("ins_1", 2048);
+    let (_server, daemon) = daemon_with(&key);
+    let token = key.sign(&claims("user_fwd"));
+    for path in ["/forward", "/forward/some/original/path?q=1"] {
+        let raw =
+            format!("GET {path} HTTP/1.1\r\nHost: j\r\nAuthorization: Bearer {token}\r\n\r\n");
+        let r = request(daemon.addr, &raw).unwrap();
+        assert_eq!(r.status, 200, "{path}: {r:?}");
+        assert_eq!(r.header("x-user-id"), Some("user_fwd"));
+        let raw = format!("GET {path} HTTP/1.1\r\nHost: j\r\n\r\n");
+        let r = request(daemon.addr, &raw).unwrap();
+        assert_eq!(r.status, 401, "{path}: {r:?}");
+        assert_eq!(r.header("www-authenticate"), Some("Bearer"));
+    }
+    let r = request(daemon.addr, "GET /forwardx HTTP/1.1\r\nHost: j\r\n\r\n").unwrap();
+    assert_eq!(r.status, 404, "only /forward and below");
+}

@@ -1,10 +1,26 @@
 //! The `/auth` decision as a type, and the one place it becomes HTTP.
+//!
+//! Two proxy styles read the same decision:
+//! - [`Style::AuthRequest`] (nginx `auth_request`, `GET /auth`): nginx turns
+//!   any 3xx from the auth server into a 500 and joins repeated
+//!   `Set-Cookie` headers with ", " (which breaks `Expires=` dates). So a
+//!   redirect is a 401 carrying `X-Jwtgate-Location`, and each cookie
+//!   travels in its own numbered `X-Jwtgate-Set-Cookie-N` header, which the
+//!   nginx snippets turn back into `Location` and `Set-Cookie`.
+//! - [`Style::Forward`] (Traefik ForwardAuth, Caddy `forward_auth`, Envoy
+//!   `ext_authz`, `GET /forward`): these copy a non-2xx answer to the
+//!   browser as it is, so a redirect is a real `307` with `Location`, and
+//!   cookies are real `Set-Cookie` headers.
 
 use std::fmt::Write as _;
 use std::sync::Arc;
 
 use crate::token::errors::TokenError;
-use crate::token::identity::Identity;
+use crate::token::identity::{is_safe_header_value, Identity};
+
+/// At most this many cookies travel with one answer (numbered headers
+/// `X-Jwtgate-Set-Cookie-1` to `-16` in the nginx style).
+pub const MAX_SET_COOKIES: usize = 16;
 
 /// An allowed identity, shared by every cache hit of its token.
 #[derive(Debug)]
@@ -27,50 +43,226 @@ pub enum Source {
     Verified,
 }
 
-/// What `/auth` answers.
+/// Why the browser is sent elsewhere.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RedirectKind {
+    /// Signed out: to the sign-in page, with the way back.
+    SignIn,
+    /// To Clerk's Frontend API, which refreshes the session cookies.
+    Handshake,
+    /// Back from the handshake: to the original URL, with new cookies.
+    Return,
+}
+
+/// A redirect of a browser navigation.
+#[derive(Debug)]
+pub struct Redirect {
+    pub kind: RedirectKind,
+    /// An absolute URL, checked header-safe.
+    pub location: String,
+    /// `Set-Cookie` directives, each checked header-safe.
+    pub set_cookies: Vec<String>,
+    /// The reason word (Clerk's, e.g. `client-uat-but-no-session-token`).
+    pub reason: String,
+}
+
+/// A signed-in user who fails a per-location rule.
+#[derive(Debug)]
+pub struct Forbidden {
+    /// The reason word, e.g. `missing-role`.
+    pub reason: &'static str,
+    /// Extra response header lines (CRLF-separated, checked safe), e.g.
+    /// what a frontend needs to prompt for reverification.
+    pub headers: String,
+}
+
+/// What the gate answers.
 #[derive(Debug)]
 pub enum Decision {
-    /// 200 with the identity headers.
-    Allow { grant: Arc<Grant>, source: Source },
+    /// 200 with the identity headers (and cookies the browser must get,
+    /// e.g. after a handshake; empty, so unallocated, on the hot path).
+    Allow {
+        grant: Arc<Grant>,
+        source: Source,
+        set_cookies: Vec<String>,
+    },
     /// 401 with an RFC 6750 challenge naming the reason.
     Deny(TokenError),
-    /// 503: no key was ever loaded, so nobody can be verified.
+    /// 503: no usable key, so nobody can be verified.
     Unavailable,
+    /// A browser navigation goes elsewhere (401 + `X-Jwtgate-Location` for
+    /// nginx, 307 for the forward style).
+    Redirect(Box<Redirect>),
+    /// 403: signed in, but a rule of the location does not hold.
+    Forbidden(Box<Forbidden>),
+    /// 500: the location's rules are wrong (an operator error). Never an
+    /// allow: the proxy fails closed.
+    Misconfigured(String),
+}
+
+/// Which proxy asked (see the module doc).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Style {
+    AuthRequest,
+    Forward,
 }
 
 impl Decision {
-    /// The HTTP status.
-    pub fn status(&self) -> u16 {
+    /// An allow without cookies.
+    pub fn allow(grant: Arc<Grant>, source: Source) -> Decision {
+        Decision::Allow {
+            grant,
+            source,
+            set_cookies: Vec::new(),
+        }
+    }
+
+    /// The HTTP status in `style`.
+    pub fn status_in(&self, style: Style) -> u16 {
         match self {
             Decision::Allow { .. } => 200,
             Decision::Deny(_) => 401,
             Decision::Unavailable => 503,
+            Decision::Redirect(_) if style == Style::Forward => 307,
+            Decision::Redirect(_) => 401,
+            Decision::Forbidden(_) => 403,
+            Decision::Misconfigured(_) => 500,
         }
     }
 
+    /// The HTTP status in the nginx style.
+    pub fn status(&self) -> u16 {
+        self.status_in(Style::AuthRequest)
+    }
+
     /// Appends the response header lines (CRLF-separated, none at the
-    /// end) to `out`. Allocates nothing when `out` has room.
+    /// end) to `out` in the nginx style. Allocates nothing for an allow
+    /// without cookies when `out` has room.
     pub fn render_headers(&self, out: &mut String) {
+        self.render_headers_in(Style::AuthRequest, out)
+    }
+
+    /// Appends the response header lines for `style` to `out`.
+    pub fn render_headers_in(&self, style: Style, out: &mut String) {
         match self {
-            Decision::Allow { grant, .. } => out.push_str(&grant.headers),
+            Decision::Allow {
+                grant, set_cookies, ..
+            } => {
+                out.push_str(&grant.headers);
+                push_cookies(out, style, set_cookies);
+            }
             Decision::Unavailable => out.push_str("Retry-After: 5"),
             Decision::Deny(TokenError::Missing) => out.push_str("WWW-Authenticate: Bearer"),
-            Decision::Deny(e) => {
-                let _ = write!(
-                    out,
-                    "WWW-Authenticate: Bearer error=\"invalid_token\", error_description=\"{}\"",
-                    e.reason()
-                );
+            Decision::Deny(e) => push_challenge(out, e.reason()),
+            Decision::Redirect(r) => {
+                match style {
+                    Style::AuthRequest => {
+                        push_challenge(out, &r.reason);
+                        push_line(out, "X-Jwtgate-Location", &r.location);
+                    }
+                    Style::Forward => push_line(out, "Location", &r.location),
+                }
+                push_line(out, "Cache-Control", "no-store");
+                push_cookies(out, style, &r.set_cookies);
             }
+            Decision::Forbidden(f) => {
+                push_line(out, "X-Jwtgate-Reason", f.reason);
+                if !f.headers.is_empty() {
+                    out.push_str("\r\n");
+                    out.push_str(&f.headers);
+                }
+            }
+            Decision::Misconfigured(_) => push_line(out, "X-Jwtgate-Reason", "misconfigured-rule"),
         }
     }
 
     /// The reason word for logs and metrics (`ok` for an allow).
-    pub fn reason(&self) -> &'static str {
+    pub fn reason(&self) -> &str {
         match self {
             Decision::Allow { .. } => "ok",
             Decision::Deny(e) => e.reason(),
             Decision::Unavailable => TokenError::KeysUnavailable.reason(),
+            Decision::Redirect(r) => &r.reason,
+            Decision::Forbidden(f) => f.reason,
+            Decision::Misconfigured(_) => "misconfigured-rule",
         }
+    }
+}
+
+/// `WWW-Authenticate` naming the reason (RFC 6750 `invalid_token`).
+fn push_challenge(out: &mut String, reason: &str) {
+    if !out.is_empty() {
+        out.push_str("\r\n");
+    }
+    let _ = write!(
+        out,
+        "WWW-Authenticate: Bearer error=\"invalid_token\", error_description=\"{reason}\""
+    );
+}
+
+/// One header line; a value that could break the header block is dropped
+/// (callers check values first; this is the last guard).
+fn push_line(out: &mut String, name: &str, value: &str) {
+    if !is_safe_header_value(value) && !is_safe_long_value(value) {
+        log::error!("dropped an unsafe {name} header value");
+        return;
+    }
+    if !out.is_empty() {
+        out.push_str("\r\n");
+    }
+    out.push_str(name);
+    out.push_str(": ");
+    out.push_str(value);
+}
+
+/// Locations and cookies may exceed the identity headers' 1 KiB bound (a
+/// handshake URL carries a session token); they still must hold no
+/// control character.
+fn is_safe_long_value(value: &str) -> bool {
+    value.len() <= 8192 && !value.chars().any(char::is_control) && value.trim() == value
+}
+
+fn push_cookies(out: &mut String, style: Style, cookies: &[String]) {
+    for (i, cookie) in cookies.iter().take(MAX_SET_COOKIES).enumerate() {
+        match style {
+            Style::AuthRequest => {
+                push_line(out, &format!("X-Jwtgate-Set-Cookie-{}", i + 1), cookie)
+            }
+            Style::Forward => push_line(out, "Set-Cookie", cookie),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn redirect() -> Decision {
+        Decision::Redirect(Box::new(Redirect {
+            kind: RedirectKind::Handshake,
+            location: "https://clerk.example.com/v1/client/handshake?x=1".into(),
+            set_cookies: vec![
+                "__clerk_redirect_count=1; SameSite=Lax; HttpOnly; Max-Age=2".into(),
+                "bad=\r\nInjected: yes".into(),
+            ],
+            reason: "client-uat-but-no-session-token".into(),
+        }))
+    }
+
+    #[test]
+    fn a_redirect_is_a_401_with_headers_for_nginx_and_a_307_for_forward_proxies() {
+        let d = redirect();
+        assert_eq!(d.status_in(Style::AuthRequest), 401);
+        assert_eq!(d.status_in(Style::Forward), 307);
+        let mut nginx = String::new();
+        d.render_headers_in(Style::AuthRequest, &mut nginx);
+        assert!(nginx.contains("\r\nX-Jwtgate-Location: https://clerk.example.com/"));
+        assert!(nginx.contains("\r\nX-Jwtgate-Set-Cookie-1: __clerk_redirect_count=1;"));
+        assert!(!nginx.contains("Injected"), "{nginx}");
+        let mut forward = String::new();
+        d.render_headers_in(Style::Forward, &mut forward);
+        assert!(forward.starts_with("Location: https://clerk.example.com/"));
+        assert!(forward.contains("\r\nSet-Cookie: __clerk_redirect_count=1;"));
+        assert!(forward.contains("\r\nCache-Control: no-store"));
     }
 }

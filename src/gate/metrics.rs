@@ -7,7 +7,7 @@ use std::fmt::Write;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::time::Duration;
 
-use crate::gate::decision::{Decision, Source};
+use crate::gate::decision::{Decision, RedirectKind, Source};
 use crate::token::errors::TokenError;
 
 /// Upper bounds of the latency histogram buckets, in seconds.
@@ -25,6 +25,9 @@ pub struct Metrics {
     last_good_fetch_unix: AtomicU64,
     keys_loaded: AtomicU64,
     connections: AtomicU64,
+    redirects: [AtomicU64; 3],
+    forbidden: AtomicU64,
+    misconfigured: AtomicU64,
     cache_hits: AtomicU64,
     cache_misses: AtomicU64,
     latency_buckets: [AtomicU64; LATENCY_BUCKETS.len()],
@@ -45,6 +48,15 @@ impl Metrics {
             }
             Decision::Unavailable => {
                 self.denied[TokenError::KeysUnavailable.index()].fetch_add(1, Relaxed);
+            }
+            Decision::Redirect(r) => {
+                self.redirects[redirect_index(r.kind)].fetch_add(1, Relaxed);
+            }
+            Decision::Forbidden(_) => {
+                self.forbidden.fetch_add(1, Relaxed);
+            }
+            Decision::Misconfigured(_) => {
+                self.misconfigured.fetch_add(1, Relaxed);
             }
         }
         let secs = elapsed.as_secs_f64();
@@ -101,6 +113,25 @@ impl Metrics {
             "counter",
             "Auth decisions by outcome and reason.",
             &decisions,
+        )?;
+        let redirects = [
+            ("kind=\"sign-in\"", self.redirects[0].load(Relaxed)),
+            ("kind=\"handshake\"", self.redirects[1].load(Relaxed)),
+            ("kind=\"return\"", self.redirects[2].load(Relaxed)),
+        ];
+        let help = "Browser navigations redirected, by kind.";
+        family(out, "jwtgate_redirects_total", "counter", help, &redirects)?;
+        let forbidden = [("", self.forbidden.load(Relaxed))];
+        let help = "Signed-in requests refused by a location's rules (403).";
+        family(out, "jwtgate_forbidden_total", "counter", help, &forbidden)?;
+        let misconfigured = [("", self.misconfigured.load(Relaxed))];
+        let help = "Requests whose location rules were malformed (500).";
+        family(
+            out,
+            "jwtgate_misconfigured_rules_total",
+            "counter",
+            help,
+            &misconfigured,
         )?;
         let fetches = [
             ("outcome=\"ok\"", self.fetch_ok.load(Relaxed)),
@@ -165,6 +196,14 @@ impl Metrics {
     }
 }
 
+fn redirect_index(kind: RedirectKind) -> usize {
+    match kind {
+        RedirectKind::SignIn => 0,
+        RedirectKind::Handshake => 1,
+        RedirectKind::Return => 2,
+    }
+}
+
 /// One metric family: HELP, TYPE, then a sample per label set.
 fn family(
     out: &mut impl Write,
@@ -197,10 +236,7 @@ mod tests {
             headers: "".into(),
             reuse_until_ms: 0,
         });
-        let allow = Decision::Allow {
-            grant,
-            source: Source::Verified,
-        };
+        let allow = Decision::allow(grant, Source::Verified);
         m.record_decision(&allow, Duration::from_micros(30));
         m.record_decision(
             &Decision::Deny(TokenError::Expired),

@@ -2,6 +2,7 @@
 //! service that answers with it.
 //!
 //! - [`extract`]: find the token in the request headers.
+//! - [`original`]: the browser's request, as the proxy describes it.
 //! - [`decision`]: the decision type and its rendering to HTTP.
 //! - [`cache`]: verified tokens by keyed hash, so a repeat costs no RSA.
 //! - [`server`]: the may_minihttp service: `/auth`, `/healthz`, `/readyz`, `/metrics`.
@@ -11,6 +12,7 @@ pub mod cache;
 pub mod decision;
 pub mod extract;
 pub mod metrics;
+pub mod original;
 pub mod server;
 
 use std::fmt::Write as _;
@@ -20,9 +22,10 @@ use std::time::{Duration, Instant};
 use crate::token::errors::TokenError;
 use crate::verify::Verifier;
 use cache::{Entry, TokenCache};
-pub use decision::{Decision, Grant, Source};
+pub use decision::{Decision, Forbidden, Grant, Redirect, RedirectKind, Source, Style};
 use extract::{find_token, Carrier};
 use metrics::Metrics;
+use original::Original;
 
 /// How the gate uses a verifier.
 #[derive(Clone, Debug)]
@@ -85,7 +88,7 @@ impl Gate {
         let found = find_token(headers.clone(), self.options.cookie_suffix.as_deref());
         let carrier = found.as_ref().ok().map(|(_, carrier)| *carrier);
         let decision = match found.and_then(|(token, _)| self.authorize(token, now_ms)) {
-            Ok((grant, source)) => Decision::Allow { grant, source },
+            Ok((grant, source)) => Decision::allow(grant, source),
             Err(TokenError::KeysUnavailable) => Decision::Unavailable,
             Err(e) => Decision::Deny(e),
         };
@@ -153,18 +156,12 @@ fn log_decision<'a>(
     decision: &Decision,
     carrier: Option<Carrier>,
 ) {
-    let header = |name: &str| {
-        headers
-            .clone()
-            .find(|(n, _)| n.eq_ignore_ascii_case(name))
-            .map_or(String::from("-"), |(_, v)| {
-                String::from_utf8_lossy(v).escape_debug().to_string()
-            })
-    };
-    let (method, uri) = (header("x-original-method"), header("x-original-uri"));
+    let original = Original::from_headers(headers);
+    let escaped = |v: Option<&str>| v.map_or(String::from("-"), |v| v.escape_debug().to_string());
+    let (method, uri) = (escaped(original.method), escaped(original.uri));
     let carrier = carrier.map_or("-", Carrier::name);
     match decision {
-        Decision::Allow { grant, source } => log::debug!(
+        Decision::Allow { grant, source, .. } => log::debug!(
             "allow sub={} sid={} carrier={carrier} cached={} method={method} uri={uri}",
             grant.identity.user_id,
             grant.identity.session_id.as_deref().unwrap_or("-"),

@@ -1,4 +1,8 @@
-//! The HTTP side: routes, the `/auth` decision and its response.
+//! The HTTP side: routes, and the decision written as a response.
+//!
+//! Routes: `/auth` (nginx `auth_request`), `/forward` and anything below
+//! it (Traefik, Caddy, Envoy: see [`Style`]), `/healthz`, `/readyz`,
+//! `/metrics`.
 //!
 //! may_minihttp gives each connection its own service value and encodes a
 //! response right after `call` returns, before the next request on that
@@ -13,7 +17,7 @@ use std::sync::Arc;
 
 use may_minihttp::{HttpService, HttpServiceFactory, Request, Response};
 
-use crate::gate::Gate;
+use crate::gate::{Gate, Style};
 use crate::verify::now_ms;
 
 /// Makes one [`AuthService`] per accepted connection.
@@ -43,7 +47,9 @@ impl HttpService for AuthService {
         let path = req.path();
         let path = path.split_once('?').map_or(path, |(p, _)| p);
         match path {
-            "/auth" => self.auth(&req, rsp),
+            "/auth" => self.auth(&req, rsp, Style::AuthRequest),
+            "/forward" => self.auth(&req, rsp, Style::Forward),
+            _ if path.starts_with("/forward/") => self.auth(&req, rsp, Style::Forward),
             "/healthz" => {
                 rsp.body("ok\n");
             }
@@ -58,27 +64,24 @@ impl HttpService for AuthService {
 }
 
 impl AuthService {
-    fn auth(&mut self, req: &Request, rsp: &mut Response) {
+    fn auth(&mut self, req: &Request, rsp: &mut Response, style: Style) {
         self.headers.clear();
         let headers = req.headers().iter().map(|h| (h.name, h.value));
         let decision = self.gate.decide(headers, now_ms());
-        match decision.status() {
-            200 => {}
-            503 => {
-                rsp.status_code(503, "Service Unavailable");
-            }
-            _ => {
-                rsp.status_code(401, "Unauthorized");
-            }
+        let status = decision.status_in(style);
+        if status != 200 {
+            rsp.status_code(status as usize, reason_phrase(status));
         }
-        decision.render_headers(&mut self.headers);
+        decision.render_headers_in(style, &mut self.headers);
         if declares_body(req) {
             // nginx may forward a client's Content-Length without the body;
             // answer now, and ask the peer not to reuse a connection whose
             // framing is in doubt.
             self.headers.push_str("\r\nConnection: close");
         }
-        rsp.header(self.header_view());
+        if !self.headers.is_empty() {
+            rsp.header(self.header_view());
+        }
     }
 
     fn readyz(&mut self, rsp: &mut Response) {
@@ -105,6 +108,16 @@ impl AuthService {
         // long as the response holds the reference. The pipelined-request
         // test in tests/http.rs checks this with different users.
         unsafe { &*(self.headers.as_str() as *const str) }
+    }
+}
+
+fn reason_phrase(status: u16) -> &'static str {
+    match status {
+        307 => "Temporary Redirect",
+        401 => "Unauthorized",
+        403 => "Forbidden",
+        503 => "Service Unavailable",
+        _ => "Internal Server Error",
     }
 }
 
