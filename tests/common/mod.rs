@@ -5,6 +5,8 @@
 //! bodies that never come).
 #![allow(dead_code)]
 
+pub mod echo;
+
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
