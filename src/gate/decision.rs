@@ -10,7 +10,10 @@
 //! - [`Style::Forward`] (Traefik ForwardAuth, Caddy `forward_auth`, Envoy
 //!   `ext_authz`, `GET /forward`): these copy a non-2xx answer to the
 //!   browser as it is, so a redirect is a real `307` with `Location`, and
-//!   cookies are real `Set-Cookie` headers.
+//!   cookies are real `Set-Cookie` headers. An allow names every identity
+//!   header, empty when the token has no such claim: Caddy 2.6 (Debian 12)
+//!   copies a header missing from the answer to the app as its unexpanded
+//!   placeholder text (`{http.reverse_proxy.header.X-Org-Id}`).
 
 use std::fmt::Write as _;
 use std::sync::Arc;
@@ -149,6 +152,13 @@ impl Decision {
                 grant, set_cookies, ..
             } => {
                 out.push_str(&grant.headers);
+                if style == Style::Forward {
+                    for name in grant.identity.absent_headers() {
+                        out.push_str("\r\n");
+                        out.push_str(name);
+                        out.push_str(": ");
+                    }
+                }
                 push_cookies(out, style, set_cookies);
             }
             Decision::Unavailable => out.push_str("Retry-After: 5"),

@@ -90,15 +90,7 @@ impl Identity {
     pub fn render_headers(&self, out: &mut String) -> Result<(), TokenError> {
         let start = out.len();
         push_header(out, "X-User-Id", &self.user_id)?;
-        let optional = [
-            ("X-Session-Id", &self.session_id),
-            ("X-Org-Id", &self.org_id),
-            ("X-Org-Role", &self.org_role),
-            ("X-Org-Slug", &self.org_slug),
-            ("X-Org-Permissions", &self.org_permissions),
-            ("X-Actor-Id", &self.actor_id),
-        ];
-        for (name, value) in optional {
+        for (name, value) in self.optional() {
             if let Some(value) = value.as_deref().filter(|v| !v.is_empty()) {
                 out.push_str("\r\n");
                 push_header(out, name, value)?;
@@ -108,6 +100,28 @@ impl Identity {
             return Err(TokenError::UnsafeHeaderValue);
         }
         Ok(())
+    }
+}
+
+impl Identity {
+    /// The optional headers with their values.
+    fn optional(&self) -> [(&'static str, &Option<String>); 6] {
+        [
+            ("X-Session-Id", &self.session_id),
+            ("X-Org-Id", &self.org_id),
+            ("X-Org-Role", &self.org_role),
+            ("X-Org-Slug", &self.org_slug),
+            ("X-Org-Permissions", &self.org_permissions),
+            ("X-Actor-Id", &self.actor_id),
+        ]
+    }
+
+    /// The names of the optional headers this identity does not set.
+    pub fn absent_headers(&self) -> impl Iterator<Item = &'static str> + '_ {
+        self.optional()
+            .into_iter()
+            .filter(|(_, value)| value.as_deref().is_none_or(str::is_empty))
+            .map(|(name, _)| name)
     }
 }
 

@@ -140,19 +140,20 @@ impl Echo {
     }
 
     /// Asserts the identity headers the app got: exactly `expected`
-    /// (name, value) pairs, and none of the other identity headers.
+    /// (name, value) pairs, and none of the other identity headers (an
+    /// empty one counts as none: Caddy's copy of an empty answer header).
     pub fn assert_identity(&self, expected: &[(&str, &str)]) {
         for name in IDENTITY_HEADERS {
             let want = expected.iter().find(|(n, _)| *n == name).map(|(_, v)| *v);
             assert_eq!(
-                self.header(name),
+                self.header(name).filter(|v| !v.is_empty()),
                 want,
                 "{name} at the app; echo: {self:#?}"
             );
         }
         for (name, value) in &self.headers {
             assert!(
-                !name.contains('_') && !value.contains("attacker"),
+                !name.contains('_') && !value.contains("attacker") && !value.contains("{http."),
                 "a client-supplied identity header reached the app: {name}: {value}"
             );
         }
