@@ -8,6 +8,11 @@
 //! `X-Original-Method` and `X-Original-URI` (nginx's own names) with
 //! `X-Forwarded-Host` and `-Proto`. The proxy overwrites any a client sent,
 //! which is why they can be trusted here; nothing else talks to jwtgate.
+//!
+//! Envoy's `ext_authz` sends neither method nor URI header: it repeats the
+//! browser's method and appends the browser's path to `/forward`. So a
+//! request below `/forward/` falls back to its own method and to its path
+//! with `/forward` removed ([`Original::with_route`]).
 
 /// What the browser asked for. Values are borrowed from the request.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -45,6 +50,17 @@ impl<'a> Original<'a> {
         }
     }
 
+    /// Fills what the headers left out from the auth request itself, when
+    /// it came to `/forward/<original path>` (Envoy's `path_prefix`).
+    pub fn with_route(mut self, own_method: &'a str, own_target: &'a str) -> Self {
+        if let Some(rest) = own_target.strip_prefix("/forward/") {
+            let uri = &own_target[own_target.len() - rest.len() - 1..];
+            self.method = self.method.or(Some(own_method));
+            self.uri = self.uri.or(Some(uri));
+        }
+        self
+    }
+
     /// Whether the original method is GET (no method given: treated as
     /// not GET, so nothing that only GET may do happens).
     pub fn is_get(&self) -> bool {
@@ -75,6 +91,19 @@ mod tests {
         assert_eq!(o.host, Some("app.example.com"));
         assert_eq!(o.proto, "http");
         assert!(o.is_get());
+    }
+
+    #[test]
+    fn envoy_style_paths_give_the_method_and_uri() {
+        let o = read(&[("Host", "app.example.com")]).with_route("POST", "/forward/a/b?c=d");
+        assert_eq!(o.method, Some("POST"));
+        assert_eq!(o.uri, Some("/a/b?c=d"));
+        let o = read(&[("X-Forwarded-Uri", "/x")]).with_route("GET", "/forward?role=a");
+        assert_eq!(
+            (o.method, o.uri),
+            (None, Some("/x")),
+            "plain /forward: headers only"
+        );
     }
 
     #[test]
