@@ -59,6 +59,8 @@ pub const SECRET_KEY: &str = "sk_live_fake_clerk_secret";
 pub const KID: &str = "ins_test";
 /// Clerk's session-token category (`cat` header).
 pub const SESSION_CAT: &str = "cl_B7d4PD111AAA";
+/// The JWT-template category: never a session or handshake token.
+pub const TEMPLATE_CAT: &str = "cl_B7d4PD222AAA";
 const EPOCH: &str = "Expires=Thu, 01 Jan 1970 00:00:00 GMT";
 
 /// `pk_live_` (or `pk_test_`) + base64(`<host>$`) without padding.
@@ -514,6 +516,9 @@ pub struct Settings {
     /// Extra directives FAPI puts in every signed-in payload (before the
     /// session), e.g. a non-Clerk cookie that the gateway must drop.
     pub extra_directives: Vec<String>,
+    /// The Frontend API host the publishable key encodes and session tokens
+    /// name in `iss` (the browser always reaches FAPI as `clerk.app.test`).
+    pub issuer_host: String,
 }
 
 impl Default for Settings {
@@ -530,6 +535,7 @@ impl Default for Settings {
             bapi_charset: false,
             nonce_uses: 1,
             extra_directives: Vec::new(),
+            issuer_host: FAPI_HOST.to_string(),
         }
     }
 }
@@ -545,6 +551,7 @@ struct Nonce {
     directives: Vec<String>,
     uses_left: u32,
     expires: i64,
+    charset: bool,
 }
 
 struct State {
@@ -577,7 +584,7 @@ impl FakeClerk {
     }
 
     pub fn start_with(tls: Arc<Tls>, settings: Settings) -> FakeClerk {
-        let pk = publishable_key(settings.live, FAPI_HOST);
+        let pk = publishable_key(settings.live, &settings.issuer_host);
         let state = Arc::new(State {
             settings: Mutex::new(settings),
             key: Key::rsa(KID, 2048),
@@ -612,8 +619,8 @@ impl FakeClerk {
     /// Changes the switches.
     pub fn set(&self, change: impl FnOnce(&mut Settings)) {
         change(&mut self.state.settings.lock().unwrap());
-        let live = self.state.settings.lock().unwrap().live;
-        *self.state.publishable_key.lock().unwrap() = publishable_key(live, FAPI_HOST);
+        let s = self.settings();
+        *self.state.publishable_key.lock().unwrap() = publishable_key(s.live, &s.issuer_host);
     }
 
     pub fn settings(&self) -> Settings {
@@ -669,14 +676,36 @@ impl FakeClerk {
 
     /// Stores `directives` under `nonce` for BAPI, usable `uses` times.
     pub fn add_nonce(&self, nonce: &str, directives: Vec<String>, uses: u32) {
+        self.add_nonce_with(nonce, directives, uses, false);
+    }
+
+    /// As [`FakeClerk::add_nonce`]; with `charset`, BAPI answers this nonce
+    /// with `Content-Type: application/json; charset=utf-8`.
+    pub fn add_nonce_with(&self, nonce: &str, directives: Vec<String>, uses: u32, charset: bool) {
         self.state.nonces.lock().unwrap().insert(
             nonce.to_string(),
             Nonce {
                 directives,
                 uses_left: uses,
                 expires: now() + 300,
+                charset,
             },
         );
+    }
+
+    /// A signed-in client for `user` with session `sid` (no cookie is set;
+    /// BAPI's refresh endpoint knows the session). Returns the client id.
+    pub fn add_session(&self, user: &str, sid: &str) -> String {
+        let id = random_id("client_");
+        self.state.clients.lock().unwrap().insert(
+            id.clone(),
+            Client {
+                user: Some(user.to_string()),
+                session: Some(sid.to_string()),
+                updated_at: now(),
+            },
+        );
+        id
     }
 
     /// A session JWT as FAPI mints it, for `user`/`sid`, `azp` = `azp`.
@@ -751,7 +780,7 @@ impl State {
         let header = json!({"alg": "RS256", "kid": KID, "typ": "JWT", "cat": SESSION_CAT});
         let claims = json!({
             "azp": azp, "exp": iat + ttl, "iat": iat, "nbf": iat - 10,
-            "iss": format!("https://{FAPI_HOST}"), "sid": sid, "sub": user, "v": 2,
+            "iss": format!("https://{}", self.settings().issuer_host), "sid": sid, "sub": user, "v": 2,
             "jti": random_id(""),
         });
         key.sign_with(&header, &claims)
@@ -934,6 +963,7 @@ impl State {
                         directives,
                         uses_left: s.nonce_uses,
                         expires: now() + 60,
+                        charset: false,
                     },
                 );
             }
@@ -941,7 +971,7 @@ impl State {
         } else {
             let (key, cat) = match s.forge {
                 Some(Forge::WrongKey) => (&self.forger, None),
-                Some(Forge::Unknown) => (&self.key, Some("cl_template")),
+                Some(Forge::Unknown) => (&self.key, Some(TEMPLATE_CAT)),
                 None => (&self.key, None),
             };
             (
@@ -1080,11 +1110,12 @@ impl State {
                     return not_found("nonce");
                 };
                 let directives = entry.directives.clone();
+                let charset = entry.charset;
                 entry.uses_left = entry.uses_left.saturating_sub(1);
                 if entry.uses_left == 0 {
                     nonces.remove(nonce);
                 }
-                let ct = if s.bapi_charset {
+                let ct = if s.bapi_charset || charset {
                     "application/json; charset=utf-8"
                 } else {
                     "application/json"
