@@ -888,6 +888,11 @@ fn harness_signs_in_on_the_fake_account_portal_and_the_handshake_comes_back_with
     assert!(d.iter().any(|d| d.starts_with("__client_uat=0;")), "{d:?}");
     assert!(d.last().unwrap().starts_with("__session=;"), "{d:?}");
 
+    // A fresh start for the next case of a test.
+    assert!(!browser.all_cookies().is_empty());
+    browser.clear_cookies();
+    assert!(browser.all_cookies().is_empty(), "{}", debug(&browser));
+
     let took = started.elapsed();
     println!("harness self-test took {took:?}");
     assert!(took < Duration::from_secs(60), "{took:?}");
@@ -1190,7 +1195,6 @@ fn a_forged_handshake_token_or_nonce_payload_signs_nobody_in() {
             f.forge = Some(forge);
         });
         let handshakes = s.fake.count("/v1/client/handshake");
-        std::thread::sleep(Duration::from_millis(2100)); // the last case's counter cookie
         s.sign_in_direct("user_6", "/secret");
         let case = format!("{transport:?} {forge:?}");
         assert_eq!(
@@ -1225,7 +1229,6 @@ fn a_forged_handshake_token_or_nonce_payload_signs_nobody_in() {
     // The control: the same flow, unforged, does sign in.
     s.browser.clear_cookies();
     s.fake.set(|f| f.forge = None);
-    std::thread::sleep(Duration::from_millis(2100));
     s.sign_in_direct("user_6", "/secret");
     s.assert_signed_in_at(&format!("{APP}/secret"), "user_6");
 }
