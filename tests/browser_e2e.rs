@@ -33,6 +33,7 @@
 //!   URL or serve the page; a signed-out navigation ends on
 //!   `<sign_in_url>?redirect_url=<the page, percent-encoded>`; the loop
 //!   guard allows exactly 3 bounces.
+//!
 //! (Checked while writing them against a throwaway stand-in of jwtgate
 //! and a draft of those snippet changes: all six pass, and each fails when
 //! the stand-in loses its loop guard, skips signatures, drops the payload's
