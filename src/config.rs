@@ -6,6 +6,10 @@
 //! `JWTGATE_<KEY>` (nesting with `__`, e.g. `JWTGATE_KEYS__JWKS_URL`).
 //! Unknown keys, wrong types and out-of-range values are errors that name
 //! the key, so a typo never silently weakens verification.
+//!
+//! `[browser]` (Clerk's handshake, see [`crate::browser`]) resolves into a
+//! [`BrowserConfig`]; `CLERK_API_URL`, `CLERK_SIGN_IN_URL` and
+//! `CLERK_PROXY_URL` are its defaults.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -40,6 +44,41 @@ pub struct Settings {
     pub keys: KeySettings,
     pub verify: VerifySettings,
     pub cache: CacheSettings,
+    pub browser: BrowserSettings,
+}
+
+/// `[browser]`: sign-in for browsers through Clerk's handshake.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct BrowserSettings {
+    /// Where signed-out navigations go; default: the Account Portal's
+    /// `https://accounts.<domain>/sign-in`. An absolute URL or a `/path`.
+    pub sign_in_url: Option<String>,
+    /// Clerk's `proxyUrl`: where the Frontend API is reached when proxied
+    /// (absolute, or a `/path` on the site); empty = not proxied.
+    pub proxy_url: Option<String>,
+    /// Default: on when `keys.publishable_key` and `keys.secret_key` are set.
+    pub handshake: Option<bool>,
+}
+
+/// The browser flow, resolved: `Config::browser` is `None` when it is off.
+#[derive(Clone)]
+pub struct BrowserConfig {
+    pub instance: crate::browser::Instance,
+    /// Sent to the Backend API for the nonce exchange.
+    pub secret_key: String,
+    /// Deadline of one nonce exchange (`keys.fetch_timeout_ms`).
+    pub fetch_timeout: Duration,
+}
+
+impl std::fmt::Debug for BrowserConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BrowserConfig")
+            .field("instance", &self.instance)
+            .field("secret_key", &"<redacted>")
+            .field("fetch_timeout", &self.fetch_timeout)
+            .finish()
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -68,6 +107,8 @@ pub struct KeySettings {
     pub jwt_key: Option<String>,
     pub jwt_key_file: Option<PathBuf>,
     pub publishable_key: Option<String>,
+    /// Clerk's Backend API (default JWKS `<api_url>/v1/jwks`, nonce exchange).
+    pub api_url: Option<String>,
     pub cache_capacity: usize,
     pub refresh_secs: u64,
     pub min_refetch_secs: u64,
@@ -95,6 +136,7 @@ impl Default for Settings {
             keys: KeySettings::default(),
             verify: VerifySettings::default(),
             cache: CacheSettings::default(),
+            browser: BrowserSettings::default(),
         }
     }
 }
@@ -107,6 +149,7 @@ impl Default for KeySettings {
             jwt_key: None,
             jwt_key_file: None,
             publishable_key: None,
+            api_url: None,
             cache_capacity: 64,
             refresh_secs: 3600,
             min_refetch_secs: 10,
@@ -143,6 +186,8 @@ pub struct Config {
     pub policy: Policy,
     /// The token cache, decision reuse and cookie suffix.
     pub gate: GateOptions,
+    /// The browser sign-in flow; `None` when off.
+    pub browser: Option<BrowserConfig>,
 }
 
 impl Config {
@@ -181,7 +226,15 @@ impl Config {
             None => None,
         };
         let fetch_timeout = Duration::from_millis(k.fetch_timeout_ms);
-        let key_source = resolve_key_source(k, frontend_api.as_deref(), fetch_timeout)?;
+        let api_url = k
+            .api_url
+            .as_deref()
+            .unwrap_or(crate::browser::instance::DEFAULT_API_URL);
+        if !url::Url::parse(api_url).is_ok_and(|u| matches!(u.scheme(), "http" | "https")) {
+            return Err(format!("keys.api_url: {api_url:?} is not an http(s) URL"));
+        }
+        let key_source = resolve_key_source(k, frontend_api.as_deref(), api_url, fetch_timeout)?;
+        let browser = resolve_browser(&s, api_url, fetch_timeout)?;
         let issuer = match (&v.issuer, &frontend_api) {
             (Some(iss), _) if iss.is_empty() => {
                 return Err("verify.issuer: must not be empty".into())
@@ -217,6 +270,7 @@ impl Config {
                 decision_ttl: Duration::from_secs(s.cache.ttl_secs),
                 cookie_suffix: k.publishable_key.as_deref().map(cookie_suffix),
             },
+            browser,
         })
     }
 
@@ -224,6 +278,45 @@ impl Config {
     pub fn key_store(&self) -> KeyStore {
         KeyStore::new(self.cache_capacity, self.min_refetch, self.fetch_timeout)
     }
+}
+
+/// `[browser]`: on when asked, or by default when both Clerk keys are set
+/// (the nonce exchange needs the secret key).
+fn resolve_browser(
+    s: &Settings,
+    api_url: &str,
+    fetch_timeout: Duration,
+) -> Result<Option<BrowserConfig>, String> {
+    let (k, b) = (&s.keys, &s.browser);
+    let on = b
+        .handshake
+        .unwrap_or(k.publishable_key.is_some() && k.secret_key.is_some());
+    if !on {
+        return Ok(None);
+    }
+    let Some(publishable_key) = &k.publishable_key else {
+        return Err(
+            "browser.handshake: needs keys.publishable_key (or CLERK_PUBLISHABLE_KEY)".into(),
+        );
+    };
+    let Some(secret_key) = k.secret_key.clone().filter(|s| !s.is_empty()) else {
+        return Err(
+            "browser.handshake: needs keys.secret_key (or CLERK_SECRET_KEY) for the nonce \
+             exchange with the Backend API"
+                .into(),
+        );
+    };
+    let instance = crate::browser::Instance::new(
+        publishable_key,
+        b.proxy_url.as_deref(),
+        b.sign_in_url.as_deref(),
+        api_url,
+    )?;
+    Ok(Some(BrowserConfig {
+        instance,
+        secret_key,
+        fetch_timeout,
+    }))
 }
 
 /// Clerk mode (a secret, PEM or publishable key) accepts what Clerk's SDKs
@@ -271,6 +364,9 @@ pub fn read_settings(path: Option<&Path>) -> Result<Settings, String> {
         ("CLERK_SECRET_KEY", "keys.secret_key"),
         ("CLERK_JWT_KEY", "keys.jwt_key"),
         ("CLERK_PUBLISHABLE_KEY", "keys.publishable_key"),
+        ("CLERK_API_URL", "keys.api_url"),
+        ("CLERK_SIGN_IN_URL", "browser.sign_in_url"),
+        ("CLERK_PROXY_URL", "browser.proxy_url"),
     ] {
         if let Some(value) = std::env::var(var).ok().filter(|v| !v.is_empty()) {
             builder = builder
@@ -341,6 +437,7 @@ fn in_range(key: &str, value: u64, min: u64, max: u64) -> Result<(), String> {
 fn resolve_key_source(
     k: &KeySettings,
     frontend_api: Option<&str>,
+    api_url: &str,
     timeout: Duration,
 ) -> Result<KeySource, String> {
     let pem = match (&k.jwt_key, &k.jwt_key_file) {
@@ -361,7 +458,7 @@ fn resolve_key_source(
     }
     let url = match (&k.jwks_url, &k.secret_key, frontend_api) {
         (Some(url), _, _) => url.clone(),
-        (None, Some(_), _) => CLERK_JWKS_URL.to_string(),
+        (None, Some(_), _) => format!("{}/v1/jwks", api_url.trim_end_matches('/')),
         (None, None, Some(host)) => format!("https://{host}/.well-known/jwks.json"),
         (None, None, None) => {
             return Err(
@@ -547,6 +644,82 @@ mod tests {
             ..Settings::default()
         };
         assert!(Config::from_settings(s).unwrap_err().starts_with("listen"));
+    }
+
+    fn browser_settings(toml: &str) -> Result<Config, String> {
+        Config::from_settings(settings_from_toml(toml)?)
+    }
+
+    #[test]
+    fn browser_config_defaults_on_with_both_clerk_keys() {
+        let pk = "pk_live_Y2xlcmsuZXhhbXBsZS5jb20k";
+        let c = browser_settings(&format!(
+            "[keys]\npublishable_key = \"{pk}\"\nsecret_key = \"sk_live_x\"\n"
+        ))
+        .unwrap();
+        let b = c.browser.expect("on by default");
+        assert_eq!(b.secret_key, "sk_live_x");
+        assert_eq!(
+            b.instance.sign_in_url_setting(),
+            "https://accounts.example.com/sign-in"
+        );
+        assert_eq!(b.instance.api_url(), "https://api.clerk.com");
+        assert!(
+            !format!("{b:?}").contains("sk_live_x"),
+            "the secret is not logged"
+        );
+        // Off: without a secret key, or when asked.
+        let c = browser_settings(&format!("[keys]\npublishable_key = \"{pk}\"\n")).unwrap();
+        assert!(c.browser.is_none());
+        let c = browser_settings(&format!(
+            "[keys]\npublishable_key = \"{pk}\"\nsecret_key = \"s\"\n[browser]\nhandshake = false\n"
+        ))
+        .unwrap();
+        assert!(c.browser.is_none());
+        // All keys set, with test URLs on loopback.
+        let c = browser_settings(&format!(
+            "[keys]\npublishable_key = \"{pk}\"\nsecret_key = \"s\"\napi_url = \"http://127.0.0.1:9001\"\n\
+             [browser]\nsign_in_url = \"http://127.0.0.1:9002/sign-in\"\nproxy_url = \"/__clerk\"\n"
+        ))
+        .unwrap();
+        let i = c.browser.unwrap().instance;
+        assert_eq!(i.api_url(), "http://127.0.0.1:9001");
+        assert_eq!(i.proxy_url(), Some("/__clerk"));
+        match c.key_source {
+            KeySource::Jwks(j) => assert_eq!(j.url, "http://127.0.0.1:9001/v1/jwks"),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn browser_config_errors_name_the_key() {
+        let pk = "pk_live_Y2xlcmsuZXhhbXBsZS5jb20k";
+        let err = |toml: &str| browser_settings(toml).unwrap_err();
+        assert!(
+            err("[keys]\nsecret_key = \"s\"\n[browser]\nhandshake = true\n")
+                .starts_with("browser.handshake: needs keys.publishable_key")
+        );
+        assert!(err(&format!(
+            "[keys]\njwt_key_file = \"/nonexistent\"\npublishable_key = \"{pk}\"\n"
+        ))
+        .starts_with("keys.jwt_key_file"));
+        assert!(err(&format!(
+            "[keys]\npublishable_key = \"{pk}\"\njwks_url = \"https://x/jwks\"\n[browser]\nhandshake = true\n"
+        ))
+        .starts_with("browser.handshake: needs keys.secret_key"));
+        let both = format!("[keys]\npublishable_key = \"{pk}\"\nsecret_key = \"s\"\n");
+        assert!(err(&format!("{both}[browser]\nsign_in_url = \"\"\n"))
+            .starts_with("browser.sign_in_url"));
+        assert!(err(&format!(
+            "{both}[browser]\nproxy_url = \"clerk.example.com\"\n"
+        ))
+        .starts_with("browser.proxy_url"));
+        assert!(
+            err(&format!("{both}api_url = \"http://api.example.com\"\n"))
+                .starts_with("keys.api_url")
+        );
+        assert!(err(&format!("{both}api_url = \"nope\"\n")).starts_with("keys.api_url"));
+        assert!(err("[browser]\nsign_in = \"x\"\n").contains("unknown field"));
     }
 
     #[test]

@@ -28,8 +28,12 @@
 //! - [`systemd`]: `Type=notify` readiness.
 //! - [`cli`], [`demo`]: the command line, `check`, `verify`, `demo`.
 //!
+//! Browser sign-in (Clerk's handshake): [`browser`], between `verify` and
+//! `gate`.
+//!
 //! `sync` holds the one lock helper every layer uses.
 
+pub mod browser;
 pub mod cli;
 pub mod config;
 pub mod daemon;
