@@ -3,7 +3,11 @@
 //! `shared/docs/clerk-handshake.md`; section numbers below refer to it).
 //!
 //! - [`instance`]: the Clerk instance from its publishable key and URLs.
+//! - [`cookies`]: Clerk's cookies, read bytewise with `cookie@1`'s rules,
+//!   and the choice between suffixed and plain cookies.
 
+pub mod cookies;
 pub mod instance;
+pub mod peek;
 
 pub use instance::Instance;
