@@ -8,6 +8,8 @@
 //! - [`url`]: the request's URL and the redirects, byte-exact.
 //! - [`decision`]: signed in, signed out, handshake, or "exchange this
 //!   nonce first"; the return leg. Pure: no network I/O.
+//! - [`exchange`]: the nonce exchange with the Backend API on its own small
+//!   thread pool, awaited by a coroutine without blocking its worker.
 //!
 //! # Deviations from the SDK (all stricter)
 //!
@@ -77,6 +79,7 @@
 
 pub mod cookies;
 pub mod decision;
+pub mod exchange;
 pub mod instance;
 mod peek;
 pub mod url;
@@ -85,4 +88,5 @@ pub use decision::{
     decide, is_eligible, is_navigation, resume_with_directives, Outcome, Reason, Redirect,
     RedirectKind, Refresh, Request, TokenVerifier,
 };
+pub use exchange::{ExchangeError, ExchangeSettings, NonceExchanger};
 pub use instance::Instance;
