@@ -74,15 +74,7 @@ impl Verifier {
     pub fn verify_at(&self, token: &str, now_ms: i64) -> Result<Verified, TokenError> {
         self.policy.check_size(token)?;
         let Decoded { jws, claims } = decode(token)?;
-        if !self.policy.algorithms.contains(jws.header.alg) {
-            return Err(TokenError::InvalidAlgorithm);
-        }
-        let key = match self.keys.lookup_or_refetch(jws.header.kid.as_deref()) {
-            Lookup::Found(key) => key,
-            Lookup::UnknownKid => return Err(TokenError::UnknownKid),
-            Lookup::Unavailable => return Err(TokenError::KeysUnavailable),
-        };
-        check_signature(&jws, &key)?;
+        self.check_jws(&jws)?;
         self.policy.validation.validate(&claims, now_ms)?;
         let identity = Identity::from_claims(&claims)?;
         let mut headers = String::with_capacity(128);
@@ -93,6 +85,22 @@ impl Verifier {
             claims,
             payload: jws.payload,
         })
+    }
+}
+
+impl Verifier {
+    /// The checks of a decoded JWS before its claims: the policy allows its
+    /// `alg`, its `kid` names a key we hold, and that key verifies it.
+    pub fn check_jws(&self, jws: &Jws) -> Result<(), TokenError> {
+        if !self.policy.algorithms.contains(jws.header.alg) {
+            return Err(TokenError::InvalidAlgorithm);
+        }
+        let key = match self.keys.lookup_or_refetch(jws.header.kid.as_deref()) {
+            Lookup::Found(key) => key,
+            Lookup::UnknownKid => return Err(TokenError::UnknownKid),
+            Lookup::Unavailable => return Err(TokenError::KeysUnavailable),
+        };
+        check_signature(jws, &key)
     }
 }
 

@@ -23,9 +23,9 @@ use super::url::{
     clean_url, handshake_url, origin, query_get, query_has, sign_in_url, HandshakeParams,
     HANDSHAKE_PARAMS,
 };
-use crate::algorithms::AlgorithmSet;
-use crate::errors::TokenError;
-use crate::json::{parse_object, present, Json};
+use crate::token::algorithms::AlgorithmSet;
+use crate::token::errors::TokenError;
+use crate::token::json::{parse_object, present, Json};
 use crate::token::{decode_jws, Jws};
 
 /// At most this many `Set-Cookie` directives in one answer (nginx carries
@@ -72,19 +72,11 @@ impl TokenVerifier for crate::verify::Verifier {
     }
 
     fn check_handshake_signature(&self, jws: &Jws<'_>) -> Result<(), TokenError> {
-        if !self.algorithms.contains(jws.header.alg) {
-            return Err(TokenError::InvalidAlgorithm);
-        }
-        let key = match self.keys.lookup_or_refetch(jws.header.kid.as_deref()) {
-            crate::keystore::Lookup::Found(key) => key,
-            crate::keystore::Lookup::UnknownKid => return Err(TokenError::UnknownKid),
-            crate::keystore::Lookup::Unavailable => return Err(TokenError::KeysUnavailable),
-        };
-        crate::verify::check_signature(jws, &key)
+        self.check_jws(jws)
     }
 
     fn leeway_ms(&self) -> i64 {
-        self.validation.leeway_ms
+        self.policy().validation.leeway_ms
     }
 }
 
@@ -973,7 +965,7 @@ pub fn verify_handshake_token<V: TokenVerifier + ?Sized>(
 mod tests {
     use super::*;
     use crate::browser::peek::tests::unsigned;
-    use crate::claims::Validation;
+    use crate::token::claims::Validation;
     use base64::engine::general_purpose::URL_SAFE_NO_PAD;
     use base64::Engine;
 
@@ -1975,8 +1967,8 @@ mod tests {
     /// session token signed with a key made here.
     #[test]
     fn browser_real_verifier_checks_handshake_signatures() {
-        use crate::jwk::VerifyingKey;
-        use crate::keystore::KeyStore;
+        use crate::keys::jwk::VerifyingKey;
+        use crate::keys::store::KeyStore;
         use openssl::hash::MessageDigest;
         use openssl::pkey::PKey;
         use openssl::rsa::Rsa;
@@ -1992,8 +1984,7 @@ mod tests {
             Duration::from_millis(10),
         ));
         keys.install_pem(VerifyingKey::from_pem(&pem).unwrap());
-        let verifier = crate::verify::Verifier {
-            keys,
+        let policy = crate::verify::Policy {
             algorithms: AlgorithmSet::CLERK,
             validation: Validation {
                 issuer: Some("https://clerk.example.com".into()),
@@ -2002,9 +1993,8 @@ mod tests {
                 allow_pending: false,
             },
             max_token_bytes: 16 * 1024,
-            cache: None,
-            decision_ttl: Duration::from_secs(60),
         };
+        let verifier = crate::verify::Verifier::new(keys, policy);
         let sign = |header: &str, payload: &str| {
             let input = format!(
                 "{}.{}",

@@ -151,7 +151,7 @@ impl NonceExchanger {
         if settings.secret_key.is_empty() {
             return Err("keys.secret_key: the nonce exchange needs the secret key".into());
         }
-        let client = crate::fetch::http_client(settings.timeout)?;
+        let client = crate::keys::source::http_client(settings.timeout)?;
         let (jobs, queue) = sync_channel::<Job>(settings.queue);
         let queue = Arc::new(Mutex::new(queue));
         let secret = Arc::new(settings.secret_key);

@@ -15,7 +15,7 @@ use base64::engine::DecodePaddingMode;
 use base64::Engine;
 use serde::Deserialize;
 
-use crate::json::{parse_object, present, Json};
+use crate::token::json::{parse_object, present, Json};
 
 /// Tokens longer than this are not decoded (verification refuses them
 /// anyway, by `verify.max_token_bytes`).
