@@ -28,8 +28,9 @@
 //! - [`systemd`]: `Type=notify` readiness.
 //! - [`cli`], [`demo`]: the command line, `check`, `verify`, `demo`.
 //!
-//! Browser sign-in (Clerk's handshake): [`browser`], between `verify` and
-//! `gate`.
+//! Between `verify` and `gate`, what the gate consults besides the token:
+//! - [`browser`]: browser sign-in, Clerk's handshake.
+//! - [`rules`]: per-location requirements (`?role=...`), Clerk's `has()`.
 //!
 //! `sync` holds the one lock helper every layer uses.
 
@@ -40,6 +41,7 @@ pub mod daemon;
 pub mod demo;
 pub mod gate;
 pub mod keys;
+pub mod rules;
 mod sync;
 pub mod systemd;
 pub mod token;
