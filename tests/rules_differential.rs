@@ -8,7 +8,8 @@
 //! preset's boundary and in malformed shapes; queries of every rule kind,
 //! some percent-encoded. Each pair is decided by jwtgate in process
 //! (`Facts::from_payload`, `RuleSet::parse`, `Requirement::holds`,
-//! `RuleSet::evaluate`, `Forbidden::write_clerk_error`) and by the SDK in
+//! `RuleSet::evaluate`, the one-pass `rules::evaluate`,
+//! `Forbidden::write_clerk_error`) and by the SDK in
 //! one Node process (`tests/clerk/has.mjs`: `signedInAuthObject` of
 //! `@clerk/backend` and one `has()` call per rule).
 //!
@@ -31,7 +32,7 @@ use std::process::{Command, Stdio};
 
 use jwtgate::claims::Claims;
 use jwtgate::identity::Identity;
-use jwtgate::rules::{Facts, Forbidden, Problem, Reason, Requirement, RuleSet, Verdict};
+use jwtgate::rules::{evaluate, Facts, Forbidden, Problem, Reason, Requirement, RuleSet, Verdict};
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
 
@@ -537,7 +538,14 @@ fn rules_agree_with_clerks_has() {
             )
         };
 
-        let set = match RuleSet::parse(&case.query) {
+        let parsed = RuleSet::parse(&case.query);
+        let one_pass = evaluate(&case.query, &facts);
+        if one_pass != parsed.map(|set| set.evaluate(&facts)) {
+            mismatches.push(show(format!(
+                "rules::evaluate says {one_pass:?}, RuleSet otherwise"
+            )));
+        }
+        let set = match parsed {
             Ok(set) => set,
             Err(e) => {
                 match DEVIATIONS.iter().position(|(q, ..)| *q == case.query) {

@@ -17,7 +17,8 @@
 //!   `has()` reads from the claims (v1 and v2, see [`facts`]). It
 //!   allocates; keep the facts with the cached verification.
 //! - [`RuleSet::evaluate`] gives [`Verdict::Allow`] or
-//!   [`Verdict::Forbidden`] with a [`Reason`]; it never allocates, and
+//!   [`Verdict::Forbidden`] with a [`Reason`]; [`evaluate`] does both
+//!   steps in one pass for the hot path. Neither allocates, and
 //!   [`Forbidden::write_headers`] writes the 403's headers (including
 //!   Clerk's reverification hint) into the response buffer.
 //!
@@ -29,7 +30,7 @@ pub mod facts;
 pub mod parse;
 pub mod value;
 
-pub use eval::{Forbidden, Reason, Verdict, REASON_HEADER, REVERIFICATION_HEADER};
+pub use eval::{evaluate, Forbidden, Reason, Verdict, REASON_HEADER, REVERIFICATION_HEADER};
 pub use facts::{Facts, FACT_CLAIMS};
 pub use parse::{
     Level, Preset, Problem, Requirement, Reverification, RuleError, RuleSet, Scope,

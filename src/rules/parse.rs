@@ -229,71 +229,14 @@ impl<'q> RuleSet<'q> {
     /// Parses the query string of an auth request (the part after `?`,
     /// possibly empty). Never allocates.
     pub fn parse(query: &'q str) -> Result<RuleSet<'q>, RuleError<'q>> {
-        let mut set = RuleSet {
-            items: [Requirement::Org; MAX_REQUIREMENTS],
-            len: 0,
-            optional: false,
-        };
-        if query.is_empty() {
-            return Ok(set);
-        }
-        if query.len() > MAX_QUERY_BYTES {
-            let mut end = 64;
-            while !query.is_char_boundary(end) {
-                end -= 1;
+        let mut set = RuleSet::EMPTY;
+        for_each_rule(query, |rule| match rule {
+            Rule::Optional => set.optional = true,
+            Rule::Require(requirement) => {
+                set.items[set.len] = requirement;
+                set.len += 1;
             }
-            return Err(RuleError {
-                pair: &query[..end],
-                problem: Problem::QueryTooLong,
-            });
-        }
-        let mut first_pair = "";
-        for pair in query.split('&').filter(|p| !p.is_empty()) {
-            let error = |problem| RuleError { pair, problem };
-            if first_pair.is_empty() {
-                first_pair = pair;
-            }
-            let (key, raw) = pair.split_once('=').ok_or(error(Problem::NoValue))?;
-            let value = Value::new(raw).map_err(|p| {
-                error(match p {
-                    ValueProblem::Empty => Problem::EmptyValue,
-                    ValueProblem::TooLong => Problem::ValueTooLong,
-                    ValueProblem::BadCharacter => Problem::BadCharacter,
-                })
-            })?;
-            let requirement = match key {
-                "optional" if value.eq_str("1") => {
-                    set.optional = true;
-                    continue;
-                }
-                "optional" => return Err(error(Problem::BadOptional)),
-                "org" if value.eq_str("required") => Requirement::Org,
-                "org" => return Err(error(Problem::BadOrg)),
-                "role" => Requirement::Role(role(value).map_err(error)?),
-                "permission" => Requirement::Permission(permission(value).map_err(error)?),
-                "feature" => {
-                    let (scope, slug) = scoped(value).map_err(error)?;
-                    Requirement::Feature(scope, slug)
-                }
-                "plan" => {
-                    let (scope, slug) = scoped(value).map_err(error)?;
-                    Requirement::Plan(scope, slug)
-                }
-                "reverify" => Requirement::Reverify(reverify(value).map_err(error)?),
-                _ => return Err(error(Problem::UnknownKey)),
-            };
-            if set.len == MAX_REQUIREMENTS {
-                return Err(error(Problem::TooManyRules));
-            }
-            set.items[set.len] = requirement;
-            set.len += 1;
-        }
-        if set.optional && set.len > 0 {
-            return Err(RuleError {
-                pair: first_pair,
-                problem: Problem::OptionalWithRequirements,
-            });
-        }
+        })?;
         Ok(set)
     }
 
@@ -326,6 +269,105 @@ impl PartialEq for RuleSet<'_> {
     fn eq(&self, other: &Self) -> bool {
         self.requirements() == other.requirements() && self.optional == other.optional
     }
+}
+
+/// One pair of the query.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Rule<'q> {
+    Optional,
+    Require(Requirement<'q>),
+}
+
+/// Reads the query pair by pair, calling `visit` for each rule in order,
+/// and fails on the first bad one (after `visit` saw the ones before it);
+/// also enforces the limits and that `optional=1` stands alone. Both
+/// [`RuleSet::parse`] and [`super::evaluate`] use it, so they accept the
+/// same queries.
+#[inline]
+pub(super) fn for_each_rule<'q>(
+    query: &'q str,
+    mut visit: impl FnMut(Rule<'q>),
+) -> Result<(), RuleError<'q>> {
+    if query.is_empty() {
+        return Ok(());
+    }
+    if query.len() > MAX_QUERY_BYTES {
+        let mut end = 64;
+        while !query.is_char_boundary(end) {
+            end -= 1;
+        }
+        return Err(RuleError {
+            pair: &query[..end],
+            problem: Problem::QueryTooLong,
+        });
+    }
+    let (mut first_pair, mut optional, mut count) = ("", false, 0);
+    let mut rest = query;
+    while !rest.is_empty() {
+        // (Byte loops: for strings this short they beat `split`'s memchr.)
+        let end = position(rest, b'&').unwrap_or(rest.len());
+        let pair = &rest[..end];
+        rest = rest.get(end + 1..).unwrap_or("");
+        if pair.is_empty() {
+            continue;
+        }
+        let rule = parse_pair(pair).map_err(|problem| RuleError { pair, problem })?;
+        if first_pair.is_empty() {
+            first_pair = pair;
+        }
+        match rule {
+            Rule::Optional => optional = true,
+            Rule::Require(_) if count == MAX_REQUIREMENTS => {
+                return Err(RuleError {
+                    pair,
+                    problem: Problem::TooManyRules,
+                })
+            }
+            Rule::Require(_) => count += 1,
+        }
+        if optional && count > 0 {
+            return Err(RuleError {
+                pair: first_pair,
+                problem: Problem::OptionalWithRequirements,
+            });
+        }
+        visit(rule);
+    }
+    Ok(())
+}
+
+/// Where an ASCII byte first occurs (always a char boundary).
+fn position(s: &str, b: u8) -> Option<usize> {
+    s.bytes().position(|x| x == b)
+}
+
+fn parse_pair(pair: &str) -> Result<Rule<'_>, Problem> {
+    let at = position(pair, b'=').ok_or(Problem::NoValue)?;
+    let (key, raw) = (&pair[..at], &pair[at + 1..]);
+    let value = Value::new(raw).map_err(|p| match p {
+        ValueProblem::Empty => Problem::EmptyValue,
+        ValueProblem::TooLong => Problem::ValueTooLong,
+        ValueProblem::BadCharacter => Problem::BadCharacter,
+    })?;
+    let requirement = match key {
+        "role" => Requirement::Role(role(value)?),
+        "permission" => Requirement::Permission(permission(value)?),
+        "feature" => {
+            let (scope, slug) = scoped(value)?;
+            Requirement::Feature(scope, slug)
+        }
+        "plan" => {
+            let (scope, slug) = scoped(value)?;
+            Requirement::Plan(scope, slug)
+        }
+        "reverify" => Requirement::Reverify(reverify(value)?),
+        "org" if value.eq_str("required") => Requirement::Org,
+        "org" => return Err(Problem::BadOrg),
+        "optional" if value.eq_str("1") => return Ok(Rule::Optional),
+        "optional" => return Err(Problem::BadOptional),
+        _ => return Err(Problem::UnknownKey),
+    };
+    Ok(Rule::Require(requirement))
 }
 
 /// Clerk's `prefixWithOrg` keeps one `org:` however many were written; the
