@@ -412,6 +412,40 @@ fn corpus() -> Vec<Case> {
             query: ROLE_RULES.join("&"),
         });
     }
+    // Masks wider than 64 bits, over 70 permission names.
+    let high_bits: Vec<String> = (64..70)
+        .map(|i| format!("permission=org:dashboard:p{i}"))
+        .collect();
+    let masks = [
+        "110680464442257309697",                   // 2^66 + 2^65 + 1
+        "590295810358705651714",                   // 2^69 + 2
+        "1180591620717411303423",                  // 2^70 - 1
+        "340282366920938463463374607431768211457", // 2^128 + 1
+        "18446744073709551616",                    // 2^64
+    ];
+    for mask in masks {
+        for fea in ["o:dashboard", "u:x,o:dashboard", "o:teams,ou:dashboard"] {
+            let mut claims = base();
+            claims.insert("v".into(), json!(2));
+            claims.insert("fea".into(), json!(fea));
+            let fpm = if fea.starts_with("o:teams") {
+                format!("1,{mask}")
+            } else {
+                mask.to_string()
+            };
+            claims.insert(
+                "o".into(),
+                json!({"id": "org_1", "rol": "admin", "per": LONG_PER, "fpm": fpm}),
+            );
+            cases.push(Case {
+                claims: Value::Object(claims),
+                query: format!(
+                    "permission=org:dashboard:p0&permission=org:dashboard:p1&{}",
+                    high_bits.join("&")
+                ),
+            });
+        }
+    }
     // The refused rules, against claims where the SDK says yes and no.
     let mut yes = base();
     yes.insert("org_id".into(), json!("org_1"));

@@ -3,7 +3,7 @@
 
 use std::fmt::Write as _;
 
-use super::facts::{Facts, Scoped};
+use super::facts::{Facts, Kind};
 use super::parse::{
     for_each_rule, Level, Requirement, Reverification, Rule, RuleError, RuleSet, Scope,
 };
@@ -100,35 +100,38 @@ impl Requirement<'_> {
     /// matching parameter (`org=required`: the auth object's `orgId`).
     /// Never allocates.
     pub fn holds(&self, facts: &Facts) -> bool {
-        if facts.broken {
+        if facts.is_broken() {
             return false;
         }
         match self {
-            Requirement::Org => facts.org.is_some(),
-            Requirement::Role(key) => facts
-                .org
-                .as_ref()
-                .and_then(|org| org.role.as_deref())
-                .is_some_and(|role| key.eq_str(role)),
-            Requirement::Permission(rest) => facts.org.as_ref().is_some_and(|org| {
-                org.permissions
-                    .iter()
-                    .any(|p| p.strip_prefix("org:").is_some_and(|p| rest.eq_str(p)))
-            }),
-            Requirement::Feature(scope, slug) => scoped_has(&facts.features, *scope, *slug),
-            Requirement::Plan(scope, slug) => scoped_has(&facts.plans, *scope, *slug),
-            Requirement::Reverify(r) => reverified(r, facts.fva),
+            Requirement::Org => facts.has_org(),
+            Requirement::Role(key) => {
+                facts.has_org() && facts.role().is_some_and(|r| key.eq_str(r))
+            }
+            Requirement::Permission(rest) => {
+                facts.has_org()
+                    && facts
+                        .entries(Kind::Permission)
+                        .any(|p| p.strip_prefix("org:").is_some_and(|p| rest.eq_str(p)))
+            }
+            Requirement::Feature(scope, slug) => {
+                scoped_has(facts, *scope, *slug, Kind::OrgFeature, Kind::UserFeature)
+            }
+            Requirement::Plan(scope, slug) => {
+                scoped_has(facts, *scope, *slug, Kind::OrgPlan, Kind::UserPlan)
+            }
+            Requirement::Reverify(r) => reverified(r, facts.fva()),
         }
     }
 }
 
 /// `checkForFeatureOrPlan`.
-fn scoped_has(lists: &Scoped, scope: Scope, slug: Value<'_>) -> bool {
-    let has = |list: &[Box<str>]| list.iter().any(|s| slug.eq_str(s));
+fn scoped_has(facts: &Facts, scope: Scope, slug: Value<'_>, org: Kind, user: Kind) -> bool {
+    let has = |kind| facts.entries(kind).any(|s| slug.eq_str(s));
     match scope {
-        Scope::Org => has(&lists.org),
-        Scope::User => has(&lists.user),
-        Scope::Any => has(&lists.org) || has(&lists.user),
+        Scope::Org => has(org),
+        Scope::User => has(user),
+        Scope::Any => has(org) || has(user),
     }
 }
 

@@ -22,11 +22,16 @@
 //! answers 403 where an app using the SDK would fail the request. (Such
 //! tokens are also refused at the identity stage for most type errors.)
 //!
-//! Building facts allocates; evaluating them ([`super::RuleSet::evaluate`])
-//! does not, so they belong in the verified-token cache entry.
+//! Building facts allocates twice (one buffer of strings, one table of
+//! spans; 72 bytes inline plus about the claims' size on the heap);
+//! evaluating them ([`super::evaluate`]) never allocates, so they belong in
+//! the verified-token cache entry. [`Facts::from_claims`] reuses the
+//! verifier's parsed [`Claims`] and costs about a third of a `Claims`
+//! parse; [`Facts::from_payload`] parses the payload again.
 
 use serde::Deserialize;
 
+use crate::claims::Claims;
 use crate::json::{parse_object, present, Json};
 
 /// The claims `Facts` reads (nothing else changes an evaluation).
@@ -41,35 +46,75 @@ pub const FACT_CLAIMS: [&str; 8] = [
     "org_permissions",
 ];
 
-/// The authorization data of one verified token.
+/// The authorization data of one verified token, compact for the cache:
+/// every string (role, permissions, features, plans) in one buffer, with
+/// a table of spans saying what each one is. Two allocations per token.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Facts {
     /// Every requirement fails (see the module docs).
-    pub(super) broken: bool,
-    /// Present when the token has an active organization (`orgId` truthy).
-    pub(super) org: Option<OrgFacts>,
-    /// `fea`, by scope.
-    pub(super) features: Scoped,
-    /// `pla`, by scope.
-    pub(super) plans: Scoped,
+    broken: bool,
+    /// An active organization (the auth object's `orgId` truthy).
+    org: bool,
+    /// The org role with its leading `org:` prefixes removed
+    /// (`prefixWithOrg` on both sides compares exactly this); only with an
+    /// org, and `None` when empty or absent.
+    role: Option<Span>,
     /// `fva`: minutes since the first and the second factor, `-1` for none.
-    pub(super) fva: Option<(f64, f64)>,
+    fva: Option<(f64, f64)>,
+    text: Box<str>,
+    items: Box<[Item]>,
 }
 
-#[derive(Clone, Debug, Default, PartialEq)]
-pub(super) struct OrgFacts {
-    /// The role with its leading `org:` prefixes removed (`prefixWithOrg`
-    /// on both sides compares exactly this); `None` when empty or absent.
-    pub(super) role: Option<Box<str>>,
-    /// The permission strings, compared whole (`org:<feature>:<name>`).
-    pub(super) permissions: Box<[Box<str>]>,
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Span {
+    start: u32,
+    end: u32,
 }
 
-/// Feature or plan entries by scope.
-#[derive(Clone, Debug, Default, PartialEq)]
-pub(super) struct Scoped {
-    pub(super) org: Box<[Box<str>]>,
-    pub(super) user: Box<[Box<str>]>,
+/// What an entry of [`Facts`] is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Kind {
+    /// An org permission string, compared whole (`org:<feature>:<name>`;
+    /// only with an org).
+    Permission,
+    /// An org-scoped (`o`, `ou`, `uo`) entry of `fea`.
+    OrgFeature,
+    /// A user-scoped (`u`, `ou`, `uo`) entry of `fea`.
+    UserFeature,
+    /// An org-scoped entry of `pla`.
+    OrgPlan,
+    /// A user-scoped entry of `pla`.
+    UserPlan,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Item {
+    kind: Kind,
+    span: Span,
+}
+
+/// Builds the buffer and the table of a [`Facts`].
+struct Builder {
+    text: String,
+    items: Vec<Item>,
+}
+
+impl Builder {
+    fn push(&mut self, kind: Kind, parts: &[&str]) {
+        let span = self.append(parts);
+        self.items.push(Item { kind, span });
+    }
+
+    fn append(&mut self, parts: &[&str]) -> Span {
+        let start = self.text.len() as u32;
+        for part in parts {
+            self.text.push_str(part);
+        }
+        Span {
+            start,
+            end: self.text.len() as u32,
+        }
+    }
 }
 
 #[derive(Default, Deserialize)]
@@ -92,17 +137,61 @@ struct Payload {
     org_permissions: Option<Json>,
 }
 
+/// The claims facts are made of, borrowed from wherever they were parsed.
+#[derive(Clone, Copy, Default)]
+struct Sources<'a> {
+    v: Option<&'a Json>,
+    o: Option<&'a Json>,
+    fea: Option<&'a Json>,
+    pla: Option<&'a Json>,
+    fva: Option<&'a Json>,
+    org_id: Option<&'a Json>,
+    org_role: Option<&'a Json>,
+    org_permissions: Option<&'a Json>,
+}
+
 /// A claim's type is not what the SDK reads: the facts are broken.
 struct Broken;
 
 impl Facts {
     /// The facts of a verified token's payload (the JSON claims). Never
-    /// fails: an unreadable payload gives broken facts.
+    /// fails: an unreadable payload gives broken facts. This parses the
+    /// payload again; [`Facts::from_claims`] reuses the verifier's parse.
     pub fn from_payload(payload: &[u8]) -> Facts {
         match parse_object::<Payload>(payload) {
-            Ok(p) => Facts::from_parsed(&p).unwrap_or_else(|Broken| Facts::broken()),
+            Ok(p) => Facts::from_sources(Sources {
+                v: p.v.as_ref(),
+                o: p.o.as_ref(),
+                fea: p.fea.as_ref(),
+                pla: p.pla.as_ref(),
+                fva: p.fva.as_ref(),
+                org_id: p.org_id.as_ref(),
+                org_role: p.org_role.as_ref(),
+                org_permissions: p.org_permissions.as_ref(),
+            }),
             Err(_) => Facts::broken(),
         }
+    }
+
+    /// The same facts from claims the verifier already parsed, plus the
+    /// two claims [`Claims`] does not read (yet): `fva` and `pla`, as
+    /// parsed from the same payload (`None` when absent). About a third of
+    /// the cost of [`Facts::from_payload`].
+    pub fn from_claims(claims: &Claims, fva: Option<&Json>, pla: Option<&Json>) -> Facts {
+        Facts::from_sources(Sources {
+            v: claims.v.as_ref(),
+            o: claims.o.as_ref(),
+            fea: claims.fea.as_ref(),
+            pla,
+            fva,
+            org_id: claims.org_id.as_ref(),
+            org_role: claims.org_role.as_ref(),
+            org_permissions: claims.org_permissions.as_ref(),
+        })
+    }
+
+    fn from_sources(sources: Sources<'_>) -> Facts {
+        Facts::from_parsed(&sources).unwrap_or_else(|Broken| Facts::broken())
     }
 
     /// Facts on which every requirement fails.
@@ -118,15 +207,61 @@ impl Facts {
         self.broken
     }
 
-    fn from_parsed(p: &Payload) -> Result<Facts, Broken> {
-        let is_v2 = matches!(p.v, Some(Json::Number(n)) if n == 2.0);
-        let org = if is_v2 { org_v2(p)? } else { org_v1(p)? };
+    /// An active organization.
+    pub(super) fn has_org(&self) -> bool {
+        self.org
+    }
+
+    /// The org role without `org:` prefixes.
+    pub(super) fn role(&self) -> Option<&str> {
+        self.role.map(|span| self.str(span))
+    }
+
+    pub(super) fn fva(&self) -> Option<(f64, f64)> {
+        self.fva
+    }
+
+    /// The entries of one kind, in claim order.
+    pub(super) fn entries(&self, kind: Kind) -> impl Iterator<Item = &str> + '_ {
+        self.items
+            .iter()
+            .filter(move |item| item.kind == kind)
+            .map(|item| self.str(item.span))
+    }
+
+    fn str(&self, span: Span) -> &str {
+        self.text
+            .get(span.start as usize..span.end as usize)
+            .unwrap_or_default()
+    }
+
+    /// Bytes of heap this value holds (for cache sizing).
+    pub fn heap_bytes(&self) -> usize {
+        self.text.len() + std::mem::size_of_val(&*self.items)
+    }
+
+    fn from_parsed(p: &Sources<'_>) -> Result<Facts, Broken> {
+        let fea = string_or_other(p.fea);
+        let pla = string_or_other(p.pla);
+        let mut b = Builder {
+            text: String::with_capacity(2 * (fea.len() + pla.len()) + 32),
+            items: Vec::with_capacity(8),
+        };
+        let is_v2 = matches!(p.v, Some(Json::Number(n)) if *n == 2.0);
+        let (org, role) = if is_v2 {
+            org_v2(p, &mut b)?
+        } else {
+            org_v1(p, &mut b)?
+        };
+        push_scoped(&mut b, fea, Kind::OrgFeature, Kind::UserFeature);
+        push_scoped(&mut b, pla, Kind::OrgPlan, Kind::UserPlan);
         Ok(Facts {
             broken: false,
             org,
-            features: scoped_claim(&p.fea),
-            plans: scoped_claim(&p.pla),
-            fva: fva(&p.fva),
+            role,
+            fva: fva(p.fva),
+            text: b.text.into_boxed_str(),
+            items: b.items.into_boxed_slice(),
         })
     }
 }
@@ -140,29 +275,45 @@ fn string(value: Option<&Json>) -> Result<Option<&str>, Broken> {
     }
 }
 
-fn org_v1(p: &Payload) -> Result<Option<OrgFacts>, Broken> {
-    let id = string(p.org_id.as_ref())?;
-    let role = string(p.org_role.as_ref())?;
-    let permissions = match &p.org_permissions {
-        None | Some(Json::Null) => Vec::new(),
-        Some(Json::Array(items)) => items
-            .iter()
-            .map(|item| item.as_str().map(Box::from).ok_or(Broken))
-            .collect::<Result<_, _>>()?,
-        Some(_) => return Err(Broken),
-    };
-    if id.is_none_or(str::is_empty) {
-        return Ok(None);
+/// `fea`/`pla` as `has()` reads them (`claims.fea || ''`, then "not a
+/// non-empty string: fail"): the string, else "" (no entries).
+fn string_or_other(value: Option<&Json>) -> &str {
+    match value {
+        Some(Json::String(s)) => s,
+        _ => "",
     }
-    Ok(Some(OrgFacts {
-        role: role.filter(|r| !r.is_empty()).map(strip_org_prefixes),
-        permissions: permissions.into_boxed_slice(),
-    }))
 }
 
-fn org_v2(p: &Payload) -> Result<Option<OrgFacts>, Broken> {
-    let o = match &p.o {
-        None | Some(Json::Null) => return Ok(None),
+/// v1: `org_id`, `org_role`, `org_permissions` as they are. Returns
+/// whether there is an org, and the role.
+fn org_v1(p: &Sources<'_>, b: &mut Builder) -> Result<(bool, Option<Span>), Broken> {
+    let id = string(p.org_id)?;
+    let role = string(p.org_role)?;
+    let permissions: &[Json] = match p.org_permissions {
+        None | Some(Json::Null) => &[],
+        Some(Json::Array(items)) => items,
+        Some(_) => return Err(Broken),
+    };
+    if permissions.iter().any(|item| item.as_str().is_none()) {
+        return Err(Broken);
+    }
+    if id.is_none_or(str::is_empty) {
+        return Ok((false, None));
+    }
+    for permission in permissions.iter().filter_map(Json::as_str) {
+        b.push(Kind::Permission, &[permission]);
+    }
+    let role = role
+        .filter(|r| !r.is_empty())
+        .map(|r| b.append(&[strip_org_prefixes(r)]));
+    Ok((true, role))
+}
+
+/// v2: only when `o` is present; the role is `"org:" + o.rol` when `rol`
+/// is non-empty; permissions from `o.per`/`o.fpm` and the org features.
+fn org_v2(p: &Sources<'_>, b: &mut Builder) -> Result<(bool, Option<Span>), Broken> {
+    let o = match p.o {
+        None | Some(Json::Null) => return Ok((false, None)),
         Some(o @ Json::Object(_)) => o,
         Some(_) => return Err(Broken),
     };
@@ -172,104 +323,124 @@ fn org_v2(p: &Payload) -> Result<Option<OrgFacts>, Broken> {
     let fpm = string(o.get("fpm"))?;
     // The SDK splits `fea` here whether or not `o.id` is set, and throws
     // on a malformed list.
-    let fea = string(p.fea.as_ref())?.unwrap_or("");
-    let (org_features, _) = split_by_scope(fea).ok_or(Broken)?;
-    let permissions = decode_permissions(&org_features, per, fpm);
-    if id.is_none_or(str::is_empty) {
-        return Ok(None);
+    let fea = string(p.fea)?.unwrap_or("");
+    if !is_scoped_list(fea) {
+        return Err(Broken);
     }
-    Ok(Some(OrgFacts {
-        // "org:" + rol, then prefixWithOrg: strip every leading "org:".
-        role: rol.filter(|r| !r.is_empty()).map(strip_org_prefixes),
-        permissions: permissions.into_boxed_slice(),
-    }))
+    if id.is_none_or(str::is_empty) {
+        return Ok((false, None));
+    }
+    if let (Some(per), Some(fpm)) = (per, fpm) {
+        push_permissions(b, fea, per, fpm);
+    }
+    let role = rol
+        .filter(|r| !r.is_empty())
+        .map(|r| b.append(&[strip_org_prefixes(r)]));
+    Ok((true, role))
 }
 
-fn strip_org_prefixes(mut role: &str) -> Box<str> {
+fn strip_org_prefixes(mut role: &str) -> &str {
     while let Some(rest) = role.strip_prefix("org:") {
         role = rest;
     }
-    role.into()
+    role
 }
 
-/// `fea`/`pla` as `has()` reads them: a non-empty string split by scope;
-/// anything else (absent, empty, another type, a malformed list) gives
-/// empty lists, on which every check fails.
-fn scoped_claim(claim: &Option<Json>) -> Scoped {
-    let Some(Json::String(text)) = claim else {
-        return Scoped::default();
-    };
-    match split_by_scope(text) {
-        Some((org, user)) => Scoped {
-            org: org.into_iter().map(Box::from).collect(),
-            user: user.into_iter().map(Box::from).collect(),
-        },
-        None => Scoped::default(),
-    }
+/// The `(scope, value)` entries of a scoped list like `o:a,u:b` (Clerk's
+/// `splitByScope` before it sorts them); check [`is_scoped_list`] first.
+fn scoped_entries(text: &str) -> impl Iterator<Item = (&str, &str)> {
+    text.split(',')
+        .filter(move |_| !text.is_empty())
+        .filter_map(|part| js_trim(part).split_once(':'))
 }
 
-/// Clerk's `splitByScope`: `None` where it throws (an entry without `:`).
-fn split_by_scope(text: &str) -> Option<(Vec<&str>, Vec<&str>)> {
-    let (mut org, mut user) = (Vec::new(), Vec::new());
-    if text.is_empty() {
-        return Some((org, user));
+/// Whether `splitByScope` accepts the list (every entry has a `:`).
+fn is_scoped_list(text: &str) -> bool {
+    text.is_empty() || text.split(',').all(|part| js_trim(part).contains(':'))
+}
+
+fn is_org_scope(scope: &str) -> bool {
+    matches!(scope, "o" | "ou" | "uo")
+}
+
+fn is_user_scope(scope: &str) -> bool {
+    matches!(scope, "u" | "ou" | "uo")
+}
+
+/// Features or plans by scope. A list the SDK cannot split gives no
+/// entries (its `has()` catches the throw and answers false).
+fn push_scoped(b: &mut Builder, text: &str, org: Kind, user: Kind) {
+    if !is_scoped_list(text) {
+        return;
     }
-    for part in text.split(',') {
-        let (scope, value) = js_trim(part).split_once(':')?;
-        match scope {
-            "o" => org.push(value),
-            "u" => user.push(value),
-            "ou" | "uo" => {
-                org.push(value);
-                user.push(value);
-            }
-            _ => {}
+    for (scope, value) in scoped_entries(text) {
+        if is_org_scope(scope) {
+            b.push(org, &[value]);
+        }
+        if is_user_scope(scope) {
+            b.push(user, &[value]);
         }
     }
-    Some((org, user))
 }
 
-/// `parsePermissions` + `buildOrgPermissions`: bit j of the i-th mask
-/// grants `per[j]` on the i-th org feature.
-fn decode_permissions(features: &[&str], per: Option<&str>, fpm: Option<&str>) -> Vec<Box<str>> {
-    let (Some(per), Some(fpm)) = (per, fpm) else {
-        return Vec::new();
-    };
+/// `parsePermissions` + `buildOrgPermissions`: bit j of the i-th mask of
+/// `fpm` grants `per[j]` on the i-th org feature of `fea`.
+fn push_permissions(b: &mut Builder, fea: &str, per: &str, fpm: &str) {
     if per.is_empty() || fpm.is_empty() {
-        return Vec::new();
+        return;
     }
-    let names: Vec<&str> = per.split(',').map(js_trim).collect();
-    let mut granted = Vec::new();
-    for (feature, mask) in features.iter().zip(fpm.split(',').map(js_trim)) {
-        let Some(bits) = low_bits(mask, names.len()) else {
+    let names = per.split(',').count();
+    let org_features = scoped_entries(fea)
+        .filter(|(scope, _)| is_org_scope(scope))
+        .map(|(_, feature)| feature);
+    for (feature, mask) in org_features.zip(fpm.split(',').map(js_trim)) {
+        let Some(mask) = Mask::parse(mask, names) else {
             continue;
         };
-        for (j, name) in names.iter().enumerate() {
-            if bits[j / 64] >> (j % 64) & 1 == 1 {
-                granted.push(format!("org:{feature}:{name}").into_boxed_str());
+        for (j, name) in per.split(',').map(js_trim).enumerate() {
+            if mask.bit(j) {
+                b.push(Kind::Permission, &["org:", feature, ":", name]);
             }
         }
     }
-    granted
 }
 
-/// The low `n` bits (at least) of a decimal number of any length, as
-/// 64-bit limbs, least significant first; `None` unless it is all ASCII
-/// digits (the SDK's `/^\d+$/`). Exact: arithmetic modulo 2^(64·limbs).
-fn low_bits(decimal: &str, n: usize) -> Option<Vec<u64>> {
-    if decimal.is_empty() || !decimal.bytes().all(|b| b.is_ascii_digit()) {
-        return None;
+/// The low bits of a decimal number of any length, exactly (arithmetic
+/// modulo 2^128, or 2^(64·limbs) when `per` has more than 128 names).
+enum Mask {
+    Small(u128),
+    Big(Vec<u64>),
+}
+
+impl Mask {
+    /// `None` unless `decimal` is all ASCII digits (the SDK's `/^\d+$/`).
+    fn parse(decimal: &str, bits: usize) -> Option<Mask> {
+        if decimal.is_empty() || !decimal.bytes().all(|b| b.is_ascii_digit()) {
+            return None;
+        }
+        let digits = decimal.bytes().map(|b| u64::from(b - b'0'));
+        if bits <= 128 {
+            let value = digits.fold(0u128, |v, d| v.wrapping_mul(10).wrapping_add(u128::from(d)));
+            return Some(Mask::Small(value));
+        }
+        let mut limbs = vec![0u64; bits.div_ceil(64)];
+        for digit in digits {
+            let mut carry = digit;
+            for limb in limbs.iter_mut() {
+                let wide = u128::from(*limb) * 10 + u128::from(carry);
+                *limb = wide as u64;
+                carry = (wide >> 64) as u64;
+            }
+        }
+        Some(Mask::Big(limbs))
     }
-    let mut limbs = vec![0u64; n.div_ceil(64).max(1)];
-    for digit in decimal.bytes().map(|b| u64::from(b - b'0')) {
-        let mut carry = digit;
-        for limb in limbs.iter_mut() {
-            let wide = u128::from(*limb) * 10 + u128::from(carry);
-            *limb = wide as u64;
-            carry = (wide >> 64) as u64;
+
+    fn bit(&self, j: usize) -> bool {
+        match self {
+            Mask::Small(v) => j < 128 && v >> j & 1 == 1,
+            Mask::Big(limbs) => limbs.get(j / 64).is_some_and(|l| l >> (j % 64) & 1 == 1),
         }
     }
-    Some(limbs)
 }
 
 /// JavaScript's `String.prototype.trim`: WhiteSpace and LineTerminator,
@@ -295,7 +466,7 @@ fn js_trim(s: &str) -> &str {
 }
 
 /// `fva` when `checkReverificationAuthorization` accepts its shape.
-fn fva(claim: &Option<Json>) -> Option<(f64, f64)> {
+fn fva(claim: Option<&Json>) -> Option<(f64, f64)> {
     let valid = |x: &Json| match x {
         Json::Number(n) if n.is_finite() && (*n == -1.0 || *n >= 0.0) => Some(*n),
         _ => None,
@@ -317,8 +488,8 @@ mod tests {
         Facts::from_payload(v.to_string().as_bytes())
     }
 
-    fn strs(items: &[Box<str>]) -> Vec<&str> {
-        items.iter().map(|s| &**s).collect()
+    fn all(f: &Facts, kind: Kind) -> Vec<&str> {
+        f.entries(kind).collect()
     }
 
     #[test]
@@ -327,24 +498,27 @@ mod tests {
             json!({"sub": "u", "org_id": "org_1", "org_role": "org:admin",
                               "org_permissions": ["org:a:read", "b:write"]}),
         );
-        let org = f.org.unwrap();
-        assert_eq!(org.role.as_deref(), Some("admin"));
-        assert_eq!(strs(&org.permissions), ["org:a:read", "b:write"]);
+        assert!(f.has_org());
+        assert_eq!(f.role(), Some("admin"));
+        assert_eq!(all(&f, Kind::Permission), ["org:a:read", "b:write"]);
         // No org id, or an empty one: no org at all.
-        assert_eq!(facts(json!({"org_role": "org:admin"})).org, None);
-        assert_eq!(
-            facts(json!({"org_id": "", "org_role": "org:admin"})).org,
-            None
-        );
+        for v in [
+            json!({"org_role": "org:admin", "org_permissions": ["org:a:b"]}),
+            json!({"org_id": "", "org_role": "org:admin"}),
+        ] {
+            let f = facts(v);
+            assert!(!f.has_org() && f.role().is_none());
+            assert_eq!(all(&f, Kind::Permission), Vec::<&str>::new());
+        }
         // An unprefixed or doubly prefixed role is the same role.
         let role = |r: &str| {
             facts(json!({"org_id": "o", "org_role": r}))
-                .org
-                .unwrap()
-                .role
+                .role()
+                .map(str::to_string)
         };
         assert_eq!(role("admin").as_deref(), Some("admin"));
         assert_eq!(role("org:org:admin").as_deref(), Some("admin"));
+        assert_eq!(role("org:").as_deref(), Some(""));
         assert_eq!(role(""), None);
     }
 
@@ -352,50 +526,61 @@ mod tests {
     fn v2_permissions_decode_as_the_sdk_does() {
         let f = facts(json!({"v": 2, "fea": "o:dashboard,u:billing,o:teams",
             "o": {"id": "org_1", "rol": "admin", "per": "manage,read", "fpm": "3,2"}}));
-        let org = f.org.as_ref().unwrap();
-        assert_eq!(org.role.as_deref(), Some("admin"));
+        assert!(f.has_org());
+        assert_eq!(f.role(), Some("admin"));
         // The mask index counts org-scoped features only.
         assert_eq!(
-            strs(&org.permissions),
+            all(&f, Kind::Permission),
             [
                 "org:dashboard:manage",
                 "org:dashboard:read",
                 "org:teams:read"
             ]
         );
-        assert_eq!(strs(&f.features.org), ["dashboard", "teams"]);
-        assert_eq!(strs(&f.features.user), ["billing"]);
+        assert_eq!(all(&f, Kind::OrgFeature), ["dashboard", "teams"]);
+        assert_eq!(all(&f, Kind::UserFeature), ["billing"]);
+        assert!(f.heap_bytes() < 200, "{}", f.heap_bytes());
     }
 
     #[test]
     fn v2_masks_are_read_like_the_sdk() {
         let perms = |fea: &str, per: &str, fpm: &str| {
             let f = facts(json!({"v": 2, "fea": fea, "o": {"id": "o", "per": per, "fpm": fpm}}));
-            f.org.map(|o| strs(&o.permissions).join(" "))
+            all(&f, Kind::Permission).join(" ")
         };
         // Trimmed entries, empty names kept in place, "ou" counts as org.
         assert_eq!(
-            perms(" o:a , ou:b", "x, ,y", " 7,5").unwrap(),
+            perms(" o:a , ou:b", "x, ,y", " 7,5"),
             "org:a:x org:a: org:a:y org:b:x org:b:y"
         );
         // Not all digits: nothing for that feature; fewer masks than features.
-        assert_eq!(perms("o:a,o:b,o:c", "x", "+1,1").unwrap(), "org:b:x");
-        assert_eq!(perms("o:a,o:b", "x", "1").unwrap(), "org:a:x");
+        assert_eq!(perms("o:a,o:b,o:c", "x", "+1,1"), "org:b:x");
+        assert_eq!(perms("o:a,o:b", "x", "1"), "org:a:x");
         // Bits beyond `per` are ignored; huge masks are exact.
-        assert_eq!(perms("o:a", "x,y", "6").unwrap(), "org:a:y");
+        assert_eq!(perms("o:a", "x,y", "6"), "org:a:y");
         let two_pow_200_plus_1 = "1606938044258990275541962092341162602522202993782792835301377";
-        assert_eq!(perms("o:a", "x,y", two_pow_200_plus_1).unwrap(), "org:a:x");
-        let many: Vec<String> = (0..130).map(|i| format!("p{i}")).collect();
-        // 2^129 + 2^64 + 1
+        assert_eq!(perms("o:a", "x,y", two_pow_200_plus_1), "org:a:x");
+        let names = |n: usize| {
+            (0..n)
+                .map(|i| format!("p{i}"))
+                .collect::<Vec<_>>()
+                .join(",")
+        };
+        // 2^127 + 2^64 + 1 with 128 names; 2^129 + 2^64 + 1 with 130.
+        let mask = "170141183460469231750134047789593657345";
+        assert_eq!(
+            perms("o:a", &names(128), mask),
+            "org:a:p0 org:a:p64 org:a:p127"
+        );
         let mask = "680564733841876926945195958937245974529";
         assert_eq!(
-            perms("o:a", &many.join(","), mask).unwrap(),
+            perms("o:a", &names(130), mask),
             "org:a:p0 org:a:p64 org:a:p129"
         );
         // Scopes other than o/u/ou/uo are skipped, not counted.
-        assert_eq!(perms("org:a,o:b", "x", "1,1").unwrap(), "org:b:x");
-        assert_eq!(perms("o:a", "", "1").unwrap(), "");
-        assert_eq!(perms("", "x", "1").unwrap(), "");
+        assert_eq!(perms("org:a,o:b", "x", "1,1"), "org:b:x");
+        assert_eq!(perms("o:a", "", "1"), "");
+        assert_eq!(perms("", "x", "1"), "");
     }
 
     #[test]
@@ -403,7 +588,7 @@ mod tests {
         assert_eq!(js_trim("\u{feff}\u{a0} a \u{3000}\n"), "a");
         assert_eq!(js_trim("\u{85}a"), "\u{85}a");
         let f = facts(json!({"fea": "\u{85}o:a,\u{feff}o:b"}));
-        assert_eq!(strs(&f.features.org), ["b"]);
+        assert_eq!(all(&f, Kind::OrgFeature), ["b"]);
     }
 
     #[test]
@@ -415,20 +600,33 @@ mod tests {
         // Without an org, or in v1: only feature checks on that list fail.
         for v in [
             json!({"v": 2, "fea": "o:a,nocolon"}),
-            json!({"fea": "o:a,nocolon", "org_id": "o"}),
+            json!({"fea": "o:a,nocolon", "org_id": "o", "org_role": "admin"}),
         ] {
             let f = facts(v);
             assert!(!f.is_broken());
-            assert_eq!(f.features, Scoped::default());
+            assert_eq!(all(&f, Kind::OrgFeature), Vec::<&str>::new());
         }
-        assert_eq!(facts(json!({"pla": "u:free,"})).plans, Scoped::default());
-        assert_eq!(strs(&facts(json!({"pla": "u:free"})).plans.user), ["free"]);
-        assert_eq!(facts(json!({"fea": 5})).features, Scoped::default());
+        assert_eq!(
+            all(&facts(json!({"pla": "u:free,"})), Kind::UserPlan),
+            Vec::<&str>::new()
+        );
+        assert_eq!(
+            all(&facts(json!({"pla": "u:free"})), Kind::UserPlan),
+            ["free"]
+        );
+        assert_eq!(
+            all(&facts(json!({"pla": "uo:team"})), Kind::OrgPlan),
+            ["team"]
+        );
+        assert_eq!(
+            all(&facts(json!({"fea": 5})), Kind::OrgFeature),
+            Vec::<&str>::new()
+        );
     }
 
     #[test]
     fn fva_needs_two_valid_ages() {
-        let fva_of = |v: Value| facts(json!({ "fva": v })).fva;
+        let fva_of = |v: Value| facts(json!({ "fva": v })).fva();
         assert_eq!(fva_of(json!([3, -1])), Some((3.0, -1.0)));
         assert_eq!(fva_of(json!([0.5, 0])), Some((0.5, 0.0)));
         for bad in [
@@ -444,7 +642,38 @@ mod tests {
         ] {
             assert_eq!(fva_of(bad.clone()), None, "{bad}");
         }
-        assert_eq!(facts(json!({})).fva, None);
+        assert_eq!(facts(json!({})).fva(), None);
+    }
+
+    #[test]
+    fn from_claims_equals_from_payload() {
+        #[derive(Deserialize)]
+        struct Extra {
+            #[serde(default, deserialize_with = "present")]
+            fva: Option<Json>,
+            #[serde(default, deserialize_with = "present")]
+            pla: Option<Json>,
+        }
+        let payloads = [
+            json!({"sub": "u"}),
+            json!({"sub": "u", "org_id": "org_1", "org_role": "org:admin",
+                   "org_permissions": ["org:a:read"], "fea": "o:a,u:b", "pla": "u:free", "fva": [1, -1]}),
+            json!({"sub": "u", "v": 2, "fea": "o:dashboard,u:billing,o:teams", "pla": "o:pro",
+                   "o": {"id": "org_1", "rol": "admin", "per": "manage,read", "fpm": "3,2"}, "fva": [5, 5]}),
+            json!({"sub": "u", "v": 2, "fea": "o:a,bad", "o": {"id": "o"}}),
+            json!({"sub": "u", "org_id": 5}),
+            json!({"sub": "u", "fva": null, "pla": 7, "fea": ""}),
+        ];
+        for payload in payloads {
+            let bytes = payload.to_string();
+            let claims = Claims::parse(bytes.as_bytes()).unwrap();
+            let extra: Extra = parse_object(bytes.as_bytes()).unwrap();
+            assert_eq!(
+                Facts::from_claims(&claims, extra.fva.as_ref(), extra.pla.as_ref()),
+                Facts::from_payload(bytes.as_bytes()),
+                "{payload}"
+            );
+        }
     }
 
     #[test]
@@ -454,6 +683,7 @@ mod tests {
             json!({"org_id": "o", "org_role": ["a"]}),
             json!({"org_id": "o", "org_permissions": "org:a:b"}),
             json!({"org_id": "o", "org_permissions": ["org:a:b", 1]}),
+            json!({"org_permissions": [1]}),
             json!({"v": 2, "o": "org_1"}),
             json!({"v": 2, "o": {"id": 1}}),
             json!({"v": 2, "o": {"id": "o", "rol": 1}}),
@@ -465,8 +695,8 @@ mod tests {
         assert!(Facts::from_payload(b"not json").is_broken());
         assert!(Facts::from_payload(br#"{"fva":[1,2],"fva":[1,2]}"#).is_broken());
         // v2 ignores the v1 claims, and v1 ignores `o`.
-        assert_eq!(facts(json!({"v": 2, "org_id": "o"})).org, None);
-        assert_eq!(facts(json!({"o": {"id": "o"}})).org, None);
-        assert!(facts(json!({"v": "2", "org_id": "o"})).org.is_some());
+        assert!(!facts(json!({"v": 2, "org_id": "o"})).has_org());
+        assert!(!facts(json!({"o": {"id": "o"}})).has_org());
+        assert!(facts(json!({"v": "2", "org_id": "o"})).has_org());
     }
 }
