@@ -456,6 +456,39 @@ mod tests {
         assert_eq!(evaluate("", &Facts::broken()), Ok(Verdict::Allow));
     }
 
+    proptest::proptest! {
+        /// Any query and any payload: no panic, and the one-pass path
+        /// agrees with parse-then-evaluate.
+        #[test]
+        fn any_input_is_handled(
+            query in "((role|permission|feature|plan|org|reverify|optional|x)(=(org:|o:|u:|[a-z_]{1,12}:|%3A)?[a-z0-9_%A-F.+-]{0,12})?&?){0,6}|\\PC{0,40}",
+            fea in "[ou, :a-z\u{a0}]{0,20}",
+            per in "[a-z, ]{0,12}",
+            fpm in "[0-9, +x]{0,30}",
+            fva in proptest::collection::vec(-3.0f64..2000.0, 0..4),
+        ) {
+            let payloads = [
+                json!({"v": 2, "fea": fea, "pla": per, "fva": fva,
+                       "o": {"id": "o", "rol": per, "per": per, "fpm": fpm}}),
+                json!({"org_id": "o", "org_role": fea, "org_permissions": [per, fpm],
+                       "fea": fea, "fva": fva}),
+            ];
+            for payload in payloads {
+                let f = facts(payload);
+                let stored = RuleSet::parse(&query).map(|set| set.evaluate(&f));
+                proptest::prop_assert_eq!(evaluate(&query, &f), stored);
+                if let Ok(Verdict::Forbidden(x)) = stored {
+                    let mut out = String::new();
+                    x.write_headers(&mut out);
+                    for line in out.split("\r\n") {
+                        let value = line.split_once(": ").unwrap().1;
+                        proptest::prop_assert!(crate::identity::is_safe_header_value(value));
+                    }
+                }
+            }
+        }
+    }
+
     #[test]
     fn broken_facts_fail_everything() {
         let f = Facts::broken();

@@ -93,27 +93,42 @@ struct Item {
     span: Span,
 }
 
-/// Builds the buffer and the table of a [`Facts`].
+/// Most bytes of strings in one [`Facts`]; beyond, the facts are broken.
+/// (A v2 token's bit masks can name far more permissions than the token
+/// is long; real ones stay under 1 KiB, the identity header's limit.)
+pub const MAX_FACTS_BYTES: usize = 16 * 1024;
+/// Most entries in one [`Facts`]; beyond, the facts are broken.
+pub const MAX_FACTS_ENTRIES: usize = 2048;
+
+/// Builds the buffer and the table of a [`Facts`], within the limits.
 struct Builder {
     text: String,
     items: Vec<Item>,
 }
 
 impl Builder {
-    fn push(&mut self, kind: Kind, parts: &[&str]) {
-        let span = self.append(parts);
+    fn push(&mut self, kind: Kind, parts: &[&str]) -> Result<(), Broken> {
+        if self.items.len() == MAX_FACTS_ENTRIES {
+            return Err(Broken);
+        }
+        let span = self.append(parts)?;
         self.items.push(Item { kind, span });
+        Ok(())
     }
 
-    fn append(&mut self, parts: &[&str]) -> Span {
+    fn append(&mut self, parts: &[&str]) -> Result<Span, Broken> {
+        let len: usize = parts.iter().map(|p| p.len()).sum();
+        if self.text.len() + len > MAX_FACTS_BYTES {
+            return Err(Broken);
+        }
         let start = self.text.len() as u32;
         for part in parts {
             self.text.push_str(part);
         }
-        Span {
+        Ok(Span {
             start,
             end: self.text.len() as u32,
-        }
+        })
     }
 }
 
@@ -253,8 +268,8 @@ impl Facts {
         } else {
             org_v1(p, &mut b)?
         };
-        push_scoped(&mut b, fea, Kind::OrgFeature, Kind::UserFeature);
-        push_scoped(&mut b, pla, Kind::OrgPlan, Kind::UserPlan);
+        push_scoped(&mut b, fea, Kind::OrgFeature, Kind::UserFeature)?;
+        push_scoped(&mut b, pla, Kind::OrgPlan, Kind::UserPlan)?;
         Ok(Facts {
             broken: false,
             org,
@@ -301,11 +316,12 @@ fn org_v1(p: &Sources<'_>, b: &mut Builder) -> Result<(bool, Option<Span>), Brok
         return Ok((false, None));
     }
     for permission in permissions.iter().filter_map(Json::as_str) {
-        b.push(Kind::Permission, &[permission]);
+        b.push(Kind::Permission, &[permission])?;
     }
-    let role = role
-        .filter(|r| !r.is_empty())
-        .map(|r| b.append(&[strip_org_prefixes(r)]));
+    let role = match role.filter(|r| !r.is_empty()) {
+        Some(r) => Some(b.append(&[strip_org_prefixes(r)])?),
+        None => None,
+    };
     Ok((true, role))
 }
 
@@ -331,11 +347,12 @@ fn org_v2(p: &Sources<'_>, b: &mut Builder) -> Result<(bool, Option<Span>), Brok
         return Ok((false, None));
     }
     if let (Some(per), Some(fpm)) = (per, fpm) {
-        push_permissions(b, fea, per, fpm);
+        push_permissions(b, fea, per, fpm)?;
     }
-    let role = rol
-        .filter(|r| !r.is_empty())
-        .map(|r| b.append(&[strip_org_prefixes(r)]));
+    let role = match rol.filter(|r| !r.is_empty()) {
+        Some(r) => Some(b.append(&[strip_org_prefixes(r)])?),
+        None => None,
+    };
     Ok((true, role))
 }
 
@@ -369,46 +386,49 @@ fn is_user_scope(scope: &str) -> bool {
 
 /// Features or plans by scope. A list the SDK cannot split gives no
 /// entries (its `has()` catches the throw and answers false).
-fn push_scoped(b: &mut Builder, text: &str, org: Kind, user: Kind) {
+fn push_scoped(b: &mut Builder, text: &str, org: Kind, user: Kind) -> Result<(), Broken> {
     if !is_scoped_list(text) {
-        return;
+        return Ok(());
     }
     for (scope, value) in scoped_entries(text) {
         if is_org_scope(scope) {
-            b.push(org, &[value]);
+            b.push(org, &[value])?;
         }
         if is_user_scope(scope) {
-            b.push(user, &[value]);
+            b.push(user, &[value])?;
         }
     }
+    Ok(())
 }
 
 /// `parsePermissions` + `buildOrgPermissions`: bit j of the i-th mask of
-/// `fpm` grants `per[j]` on the i-th org feature of `fea`.
-fn push_permissions(b: &mut Builder, fea: &str, per: &str, fpm: &str) {
+/// `fpm` grants `per[j]` on the i-th org feature of `fea`. The work is
+/// bounded by the input's length plus the permissions granted (only set
+/// bits are visited), and the output by the builder's limits.
+fn push_permissions(b: &mut Builder, fea: &str, per: &str, fpm: &str) -> Result<(), Broken> {
     if per.is_empty() || fpm.is_empty() {
-        return;
+        return Ok(());
     }
-    let names = per.split(',').count();
+    let names: Vec<&str> = per.split(',').map(js_trim).collect();
     let org_features = scoped_entries(fea)
         .filter(|(scope, _)| is_org_scope(scope))
         .map(|(_, feature)| feature);
     for (feature, mask) in org_features.zip(fpm.split(',').map(js_trim)) {
-        let Some(mask) = Mask::parse(mask, names) else {
+        let Some(mask) = Mask::parse(mask, names.len()) else {
             continue;
         };
-        for (j, name) in per.split(',').map(js_trim).enumerate() {
-            if mask.bit(j) {
-                b.push(Kind::Permission, &["org:", feature, ":", name]);
-            }
+        for name in mask.ones().map_while(|j| names.get(j)) {
+            b.push(Kind::Permission, &["org:", feature, ":", name])?;
         }
     }
+    Ok(())
 }
 
 /// The low bits of a decimal number of any length, exactly (arithmetic
 /// modulo 2^128, or 2^(64·limbs) when `per` has more than 128 names).
 enum Mask {
-    Small(u128),
+    /// Up to 128 names: two limbs, least significant first.
+    Small([u64; 2]),
     Big(Vec<u64>),
 }
 
@@ -421,7 +441,7 @@ impl Mask {
         let digits = decimal.bytes().map(|b| u64::from(b - b'0'));
         if bits <= 128 {
             let value = digits.fold(0u128, |v, d| v.wrapping_mul(10).wrapping_add(u128::from(d)));
-            return Some(Mask::Small(value));
+            return Some(Mask::Small([value as u64, (value >> 64) as u64]));
         }
         let mut limbs = vec![0u64; bits.div_ceil(64)];
         for digit in digits {
@@ -435,11 +455,23 @@ impl Mask {
         Some(Mask::Big(limbs))
     }
 
-    fn bit(&self, j: usize) -> bool {
-        match self {
-            Mask::Small(v) => j < 128 && v >> j & 1 == 1,
-            Mask::Big(limbs) => limbs.get(j / 64).is_some_and(|l| l >> (j % 64) & 1 == 1),
-        }
+    /// The positions of the set bits, lowest first.
+    fn ones(&self) -> impl Iterator<Item = usize> + '_ {
+        let limbs: &[u64] = match self {
+            Mask::Small(limbs) => limbs,
+            Mask::Big(limbs) => limbs,
+        };
+        limbs.iter().enumerate().flat_map(|(i, &limb)| {
+            let mut rest = limb;
+            std::iter::from_fn(move || {
+                if rest == 0 {
+                    return None;
+                }
+                let bit = rest.trailing_zeros() as usize;
+                rest &= rest - 1;
+                Some(i * 64 + bit)
+            })
+        })
     }
 }
 
@@ -581,6 +613,29 @@ mod tests {
         assert_eq!(perms("org:a,o:b", "x", "1,1"), "org:b:x");
         assert_eq!(perms("o:a", "", "1"), "");
         assert_eq!(perms("", "x", "1"), "");
+    }
+
+    #[test]
+    fn facts_are_bounded() {
+        // 300 features x 70 names, every bit set: 21000 permissions.
+        let fea: Vec<String> = (0..300).map(|i| format!("o:f{i}")).collect();
+        let names: Vec<String> = (0..70).map(|i| format!("p{i}")).collect();
+        let all_bits = "1180591620717411303423"; // 2^70 - 1
+        let masks = vec![all_bits; 300].join(",");
+        let f = facts(json!({"v": 2, "fea": fea.join(","),
+                             "o": {"id": "o", "per": names.join(","), "fpm": masks}}));
+        assert!(f.is_broken());
+        // Within the limits: all there.
+        let f = facts(json!({"v": 2, "fea": fea[..20].join(","),
+                             "o": {"id": "o", "per": names.join(","), "fpm": masks}}));
+        assert!(!f.is_broken());
+        assert_eq!(f.entries(Kind::Permission).count(), 20 * 70);
+        let many: Vec<String> = (0..MAX_FACTS_ENTRIES + 1)
+            .map(|i| format!("u:{i}"))
+            .collect();
+        assert!(facts(json!({ "pla": many.join(",") })).is_broken());
+        let long = format!("u:{}", "x".repeat(MAX_FACTS_BYTES + 1));
+        assert!(facts(json!({ "fea": long })).is_broken());
     }
 
     #[test]

@@ -198,10 +198,10 @@ impl Iterator for Bytes<'_> {
         let b = *self.raw.get(self.pos)?;
         if b == b'%' {
             // Checked in `Value::new`: two hex digits follow.
-            let hi = hex(self.raw[self.pos + 1]).unwrap_or(0);
-            let lo = hex(self.raw[self.pos + 2]).unwrap_or(0);
+            let digit = |at: usize| self.raw.get(at).copied().and_then(hex).unwrap_or(0);
+            let decoded = digit(self.pos + 1) << 4 | digit(self.pos + 2);
             self.pos += 3;
-            Some(hi << 4 | lo)
+            Some(decoded)
         } else {
             self.pos += 1;
             Some(b)
