@@ -30,9 +30,9 @@ use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
-use jwtgate::claims::Claims;
-use jwtgate::identity::Identity;
 use jwtgate::rules::{evaluate, Facts, Forbidden, Problem, Reason, Requirement, RuleSet, Verdict};
+use jwtgate::token::claims::Claims;
+use jwtgate::token::identity::Identity;
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
 

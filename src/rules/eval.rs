@@ -482,7 +482,7 @@ mod tests {
                     x.write_headers(&mut out);
                     for line in out.split("\r\n") {
                         let value = line.split_once(": ").unwrap().1;
-                        proptest::prop_assert!(crate::identity::is_safe_header_value(value));
+                        proptest::prop_assert!(crate::token::identity::is_safe_header_value(value));
                     }
                 }
             }
@@ -537,7 +537,7 @@ mod tests {
             "{hint}"
         );
         for line in hint.split("\r\n") {
-            assert!(crate::identity::is_safe_header_value(
+            assert!(crate::token::identity::is_safe_header_value(
                 line.split_once(": ").unwrap().1
             ));
         }

@@ -31,8 +31,8 @@
 
 use serde::Deserialize;
 
-use crate::claims::Claims;
-use crate::json::{parse_object, present, Json};
+use crate::token::claims::Claims;
+use crate::token::json::{parse_object, present, Json};
 
 /// The claims `Facts` reads (nothing else changes an evaluation).
 pub const FACT_CLAIMS: [&str; 8] = [
