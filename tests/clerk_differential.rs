@@ -1622,7 +1622,7 @@ impl Strict {
 /// Header fields jwtgate reads (`header.rs`).
 const READ_HEADER: [&str; 5] = ["alg", "kid", "typ", "crit", "cat"];
 /// Claims jwtgate reads (`claims.rs`).
-const READ_CLAIMS: [&str; 16] = jwtgate::token::claims::CLAIM_NAMES;
+const READ_CLAIMS: [&str; 18] = jwtgate::token::claims::CLAIM_NAMES;
 const SESSION_CATEGORIES: [&str; 2] = ["cl_B7d4PD111AAA", "cl_I7d4PD111III"];
 /// The JavaScript `Date` range, in seconds.
 const JS_DATE_MAX_SECS: f64 = 8.64e12;

@@ -12,6 +12,7 @@ use std::time::Duration;
 use common::*;
 use jwtgate::config::{settings_from_toml, Config};
 use jwtgate::gate::metrics::Metrics;
+use jwtgate::gate::Call;
 use jwtgate::keys::jwk::VerifyingKey;
 use jwtgate::keys::store::KeyStore;
 use jwtgate::verify::{now_ms, Verifier};
@@ -69,7 +70,10 @@ fn a_cache_hit_allocates_nothing() {
         options,
         Arc::new(Metrics::default()),
     );
-    let token = key.sign(&claims("user_hot"));
+    let mut hot = claims("user_hot");
+    hot["fea"] = serde_json::json!("o:billing");
+    hot["o"] = serde_json::json!({"id": "org_1", "slg": "acme", "rol": "admin", "per": "manage", "fpm": "1"});
+    let token = key.sign(&hot);
     let authorization = format!("Bearer {token}");
     let cookie = String::from("theme=dark; other=1");
     let headers = [
@@ -80,20 +84,30 @@ fn a_cache_hit_allocates_nothing() {
     ];
     let mut out = String::with_capacity(512);
     // The first request verifies and fills the cache (allocations allowed).
-    let first = gate.decide(headers.iter().copied(), now_ms());
+    let first = gate.decide(&Call::auth("/auth"), headers.iter().copied(), now_ms());
     assert_eq!(first.status(), 200);
     drop(first);
-    for _ in 0..1000 {
+    // With or without location rules: a rule that holds costs no allocation.
+    let calls = [
+        Call::auth("/auth"),
+        Call::auth("/auth?role=org:admin&permission=org:billing:manage&org=required"),
+        Call::auth("/auth?optional=1"),
+    ];
+    for i in 0..1200 {
         out.clear();
         let now = now_ms();
+        let call = &calls[i % calls.len()];
         let before = allocations();
-        let decision = gate.decide(headers.iter().copied(), now);
+        let decision = gate.decide(call, headers.iter().copied(), now);
         let status = decision.status();
         decision.render_headers(&mut out);
         drop(decision);
         let allocated = allocations() - before;
         assert_eq!(status, 200);
-        assert_eq!(allocated, 0, "a cache hit allocated {allocated} times");
+        assert_eq!(
+            allocated, 0,
+            "a cache hit for {call:?} allocated {allocated} times"
+        );
     }
     assert!(out.starts_with("X-User-Id: user_hot\r\n"), "{out}");
 }

@@ -22,7 +22,7 @@ use base64::engine::general_purpose::{STANDARD, URL_SAFE, URL_SAFE_NO_PAD};
 use base64::Engine;
 use jwtgate::config::{settings_from_toml, Config};
 use jwtgate::gate::metrics::Metrics;
-use jwtgate::gate::{Gate, GateOptions};
+use jwtgate::gate::{Call, Gate, GateOptions};
 use jwtgate::keys::jwk::{parse_jwks, VerifyingKey};
 use jwtgate::keys::store::KeyStore;
 use jwtgate::token::algorithms::AlgorithmSet;
@@ -897,6 +897,7 @@ proptest! {
         let app = [&apps.jwks, &apps.pem, &apps.empty][app];
         let mut out = String::new();
         let decision = app.decide(
+            &Call::auth("/auth"),
             headers.iter().map(|(n, v)| (n.as_str(), v.as_slice())),
             NOW_MS,
         );

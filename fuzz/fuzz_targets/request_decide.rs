@@ -15,7 +15,7 @@
 //! the debug log line (a logger is installed) is a single line.
 #![no_main]
 
-use jwtgate::gate::Gate;
+use jwtgate::gate::{Call, Gate};
 use jwtgate_fuzz::{
     apps, check_header_block, header_values, install_logger, sign_claims, Signing, NOW_MS,
 };
@@ -73,7 +73,7 @@ fn headers(bytes: &[u8], how: Signing) -> Vec<(String, Vec<u8>)> {
 fn decide(app: &Gate, headers: &[(String, Vec<u8>)]) -> (u16, String) {
     let mut out = String::new();
     let pairs = headers.iter().map(|(n, v)| (n.as_str(), v.as_slice()));
-    let decision = app.decide(pairs, NOW_MS);
+    let decision = app.decide(&Call::auth("/auth"), pairs, NOW_MS);
     decision.render_headers(&mut out);
     let status = decision.status();
     if let Err(why) = check_header_block(&out) {

@@ -18,6 +18,7 @@
 use std::fmt::Write as _;
 use std::sync::Arc;
 
+use crate::rules::Facts;
 use crate::token::errors::TokenError;
 use crate::token::identity::{is_safe_header_value, Identity};
 
@@ -25,10 +26,23 @@ use crate::token::identity::{is_safe_header_value, Identity};
 /// `X-Jwtgate-Set-Cookie-1` to `-16` in the nginx style).
 pub const MAX_SET_COOKIES: usize = 16;
 
+/// The identity headers, in the order they are rendered.
+const IDENTITY_HEADERS: [&str; 7] = [
+    "X-User-Id",
+    "X-Session-Id",
+    "X-Org-Id",
+    "X-Org-Role",
+    "X-Org-Slug",
+    "X-Org-Permissions",
+    "X-Actor-Id",
+];
+
 /// An allowed identity, shared by every cache hit of its token.
 #[derive(Debug)]
 pub struct Grant {
     pub identity: Identity,
+    /// What per-location rules read from the token (Clerk's `has()`).
+    pub facts: Facts,
     /// The response header lines (identity headers and `X-Accel-Expires`),
     /// CRLF-separated, rendered once when the token was verified.
     pub headers: Box<str>,
@@ -74,14 +88,21 @@ pub struct Redirect {
 pub struct Forbidden {
     /// The reason word, e.g. `missing-role`.
     pub reason: &'static str,
-    /// Extra response header lines (CRLF-separated, checked safe), e.g.
-    /// what a frontend needs to prompt for reverification.
+    /// The response header lines (CRLF-separated, safe by construction):
+    /// `WWW-Authenticate`, `X-Jwtgate-Reason`, and for reverification what a
+    /// frontend needs to prompt for it.
     pub headers: String,
+    /// Clerk's reverification error JSON, the body of a forward-style 403
+    /// (empty otherwise; nginx's snippet returns the header as the body).
+    pub body: String,
 }
 
 /// What the gate answers.
 #[derive(Debug)]
 pub enum Decision {
+    /// 200 for anyone, without identity headers: `optional=1` and no valid
+    /// token.
+    Anonymous,
     /// 200 with the identity headers (and cookies the browser must get,
     /// e.g. after a handshake; empty, so unallocated, on the hot path).
     Allow {
@@ -123,7 +144,7 @@ impl Decision {
     /// The HTTP status in `style`.
     pub fn status_in(&self, style: Style) -> u16 {
         match self {
-            Decision::Allow { .. } => 200,
+            Decision::Allow { .. } | Decision::Anonymous => 200,
             Decision::Deny(_) => 401,
             Decision::Unavailable => 503,
             Decision::Redirect(_) if style == Style::Forward => 307,
@@ -161,6 +182,17 @@ impl Decision {
                 }
                 push_cookies(out, style, set_cookies);
             }
+            Decision::Anonymous if style == Style::Forward => {
+                // Every identity header, empty (see the module doc on Caddy).
+                for (i, name) in IDENTITY_HEADERS.iter().enumerate() {
+                    if i > 0 {
+                        out.push_str("\r\n");
+                    }
+                    out.push_str(name);
+                    out.push_str(": ");
+                }
+            }
+            Decision::Anonymous => {}
             Decision::Unavailable => out.push_str("Retry-After: 5"),
             Decision::Deny(TokenError::Missing) => out.push_str("WWW-Authenticate: Bearer"),
             Decision::Deny(e) => push_challenge(out, e.reason()),
@@ -176,13 +208,21 @@ impl Decision {
                 push_cookies(out, style, &r.set_cookies);
             }
             Decision::Forbidden(f) => {
-                push_line(out, "X-Jwtgate-Reason", f.reason);
-                if !f.headers.is_empty() {
+                if !out.is_empty() {
                     out.push_str("\r\n");
-                    out.push_str(&f.headers);
                 }
+                out.push_str(&f.headers);
             }
             Decision::Misconfigured(_) => push_line(out, "X-Jwtgate-Reason", "misconfigured-rule"),
+        }
+    }
+
+    /// The response body in `style`: only a forward-style 403 for
+    /// reverification has one (Clerk's error JSON, which a frontend reads).
+    pub fn body_in(&self, style: Style) -> &str {
+        match self {
+            Decision::Forbidden(f) if style == Style::Forward => &f.body,
+            _ => "",
         }
     }
 
@@ -190,6 +230,7 @@ impl Decision {
     pub fn reason(&self) -> &str {
         match self {
             Decision::Allow { .. } => "ok",
+            Decision::Anonymous => "anonymous",
             Decision::Deny(e) => e.reason(),
             Decision::Unavailable => TokenError::KeysUnavailable.reason(),
             Decision::Redirect(r) => &r.reason,

@@ -8,6 +8,7 @@ use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::time::Duration;
 
 use crate::gate::decision::{Decision, RedirectKind, Source};
+use crate::rules::Reason;
 use crate::token::errors::TokenError;
 
 /// Upper bounds of the latency histogram buckets, in seconds.
@@ -26,7 +27,8 @@ pub struct Metrics {
     keys_loaded: AtomicU64,
     connections: AtomicU64,
     redirects: [AtomicU64; 3],
-    forbidden: AtomicU64,
+    anonymous: AtomicU64,
+    forbidden: [AtomicU64; Reason::ALL.len()],
     misconfigured: AtomicU64,
     cache_hits: AtomicU64,
     cache_misses: AtomicU64,
@@ -52,8 +54,13 @@ impl Metrics {
             Decision::Redirect(r) => {
                 self.redirects[redirect_index(r.kind)].fetch_add(1, Relaxed);
             }
-            Decision::Forbidden(_) => {
-                self.forbidden.fetch_add(1, Relaxed);
+            Decision::Anonymous => {
+                self.anonymous.fetch_add(1, Relaxed);
+            }
+            Decision::Forbidden(f) => {
+                if let Some(i) = Reason::ALL.iter().position(|r| r.as_str() == f.reason) {
+                    self.forbidden[i].fetch_add(1, Relaxed);
+                }
             }
             Decision::Misconfigured(_) => {
                 self.misconfigured.fetch_add(1, Relaxed);
@@ -121,9 +128,19 @@ impl Metrics {
         ];
         let help = "Browser navigations redirected, by kind.";
         family(out, "jwtgate_redirects_total", "counter", help, &redirects)?;
-        let forbidden = [("", self.forbidden.load(Relaxed))];
-        let help = "Signed-in requests refused by a location's rules (403).";
+        let forbidden: Vec<(String, u64)> = Reason::ALL
+            .iter()
+            .map(|r| {
+                let labels = format!("reason=\"{}\"", r.as_str());
+                (labels, self.forbidden[r.index()].load(Relaxed))
+            })
+            .collect();
+        let forbidden: Vec<(&str, u64)> = forbidden.iter().map(|(l, v)| (l.as_str(), *v)).collect();
+        let help = "Signed-in requests refused by a location's rules (403), by reason.";
         family(out, "jwtgate_forbidden_total", "counter", help, &forbidden)?;
+        let anonymous = [("", self.anonymous.load(Relaxed))];
+        let help = "Requests let through without identity by optional=1.";
+        family(out, "jwtgate_anonymous_total", "counter", help, &anonymous)?;
         let misconfigured = [("", self.misconfigured.load(Relaxed))];
         let help = "Requests whose location rules were malformed (500).";
         family(
@@ -232,6 +249,7 @@ mod tests {
     fn renders_counts_and_a_cumulative_histogram() {
         let m = Metrics::default();
         let grant = std::sync::Arc::new(crate::gate::Grant {
+            facts: crate::rules::Facts::broken(),
             identity: Default::default(),
             headers: "".into(),
             reuse_until_ms: 0,

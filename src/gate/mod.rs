@@ -19,6 +19,7 @@ use std::fmt::Write as _;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use crate::rules::{Facts, RuleSet, Verdict};
 use crate::token::errors::TokenError;
 use crate::verify::Verifier;
 use cache::{Entry, TokenCache};
@@ -75,20 +76,35 @@ impl Gate {
         !self.verifier.keys().is_empty()
     }
 
-    /// The `/auth` decision for a request's `(name, value)` headers.
-    /// Counts it in the metrics and logs it at debug level. Independent of
-    /// the HTTP library, so the fuzz target and the server share it. A
-    /// cache hit allocates nothing.
+    /// The decision for one auth request: how the proxy asked (`call`,
+    /// whose query holds the location's rules) and the `(name, value)`
+    /// headers. Counts it in the metrics and logs it at debug level.
+    /// Independent of the HTTP library, so the fuzz target and the server
+    /// share it. A cache hit allocates nothing, rules or not.
     pub fn decide<'a>(
         &self,
+        call: &Call<'_>,
         headers: impl Iterator<Item = (&'a str, &'a [u8])> + Clone,
         now_ms: i64,
     ) -> Decision {
         let started = Instant::now();
+        let rules = match RuleSet::parse(call.rules_query()) {
+            Ok(rules) => rules,
+            Err(e) => {
+                log::error!("refusing a request whose location rules are malformed: {e}");
+                let decision = Decision::Misconfigured(e.to_string());
+                self.metrics.record_decision(&decision, started.elapsed());
+                return decision;
+            }
+        };
         let found = find_token(headers.clone(), self.options.cookie_suffix.as_deref());
         let carrier = found.as_ref().ok().map(|(_, carrier)| *carrier);
         let decision = match found.and_then(|(token, _)| self.authorize(token, now_ms)) {
-            Ok((grant, source)) => Decision::allow(grant, source),
+            Ok((grant, source)) => match rules.evaluate(&grant.facts) {
+                Verdict::Allow => Decision::allow(grant, source),
+                Verdict::Forbidden(refusal) => forbidden(&refusal),
+            },
+            Err(_) if rules.is_optional() => Decision::Anonymous,
             Err(TokenError::KeysUnavailable) => Decision::Unavailable,
             Err(e) => Decision::Deny(e),
         };
@@ -141,11 +157,58 @@ impl Gate {
             reuse_until_ms.div_euclid(1000) - 1
         );
         Ok(Arc::new(Grant {
+            facts: Facts::from_claims(&verified.claims),
             identity: verified.identity,
             headers: headers.into_boxed_str(),
             reuse_until_ms,
         }))
     }
+}
+
+/// How a proxy asked: the route's style, and the auth request's own method
+/// and target (path and query).
+#[derive(Clone, Copy, Debug)]
+pub struct Call<'a> {
+    pub style: Style,
+    pub method: &'a str,
+    pub target: &'a str,
+}
+
+impl<'a> Call<'a> {
+    /// An nginx-style `GET /auth?<query>` (tests, benchmarks, fuzzing).
+    pub fn auth(target: &'a str) -> Call<'a> {
+        Call {
+            style: Style::AuthRequest,
+            method: "GET",
+            target,
+        }
+    }
+
+    /// The location's rules: the query of `/auth?...` or `/forward?...`.
+    /// Below `/forward/` the query is the browser's own (Envoy), so there
+    /// are none.
+    pub fn rules_query(&self) -> &'a str {
+        let (path, query) = self.target.split_once('?').unwrap_or((self.target, ""));
+        if path.starts_with("/forward/") {
+            ""
+        } else {
+            query
+        }
+    }
+}
+
+/// The 403 for a signed-in user who fails a rule; the header lines come
+/// from the rule grammar's fixed words, so they are header-safe.
+fn forbidden(refusal: &crate::rules::Forbidden<'_>) -> Decision {
+    let mut headers = String::new();
+    refusal.write_headers(&mut headers);
+    let mut body = String::new();
+    refusal.write_clerk_error(&mut body);
+    Decision::Forbidden(Box::new(Forbidden {
+        reason: refusal.reason.as_str(),
+        headers,
+        body,
+    }))
 }
 
 /// The one debug line per decision: outcome, who or why, and the original

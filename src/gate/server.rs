@@ -17,7 +17,7 @@ use std::sync::Arc;
 
 use may_minihttp::{HttpService, HttpServiceFactory, Request, Response};
 
-use crate::gate::{Gate, Style};
+use crate::gate::{Call, Gate, Style};
 use crate::verify::now_ms;
 
 /// Makes one [`AuthService`] per accepted connection.
@@ -67,7 +67,12 @@ impl AuthService {
     fn auth(&mut self, req: &Request, rsp: &mut Response, style: Style) {
         self.headers.clear();
         let headers = req.headers().iter().map(|h| (h.name, h.value));
-        let decision = self.gate.decide(headers, now_ms());
+        let call = Call {
+            style,
+            method: req.method(),
+            target: req.path(),
+        };
+        let decision = self.gate.decide(&call, headers, now_ms());
         let status = decision.status_in(style);
         if status != 200 {
             rsp.status_code(status as usize, reason_phrase(status));
@@ -81,6 +86,11 @@ impl AuthService {
         }
         if !self.headers.is_empty() {
             rsp.header(self.header_view());
+        }
+        let body = decision.body_in(style);
+        if !body.is_empty() {
+            rsp.header("Content-Type: application/json");
+            rsp.body_vec(body.as_bytes().to_vec());
         }
     }
 

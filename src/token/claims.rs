@@ -17,7 +17,7 @@ const MAX_TIME_SECS: f64 = 8.64e12;
 
 /// The names of the claims [`Claims`] reads (for tests and fuzzing: a
 /// claim outside this list never changes a decision).
-pub const CLAIM_NAMES: [&str; 16] = [
+pub const CLAIM_NAMES: [&str; 18] = [
     "sub",
     "sid",
     "exp",
@@ -29,6 +29,8 @@ pub const CLAIM_NAMES: [&str; 16] = [
     "v",
     "o",
     "fea",
+    "pla",
+    "fva",
     "org_id",
     "org_slug",
     "org_role",
@@ -62,6 +64,12 @@ pub struct Claims {
     pub o: Option<Json>,
     #[serde(default, deserialize_with = "present")]
     pub fea: Option<Json>,
+    /// Plans (v2), read by per-location rules only.
+    #[serde(default, deserialize_with = "present")]
+    pub pla: Option<Json>,
+    /// Factor verification ages in minutes, read by `reverify` rules only.
+    #[serde(default, deserialize_with = "present")]
+    pub fva: Option<Json>,
     #[serde(default, deserialize_with = "present")]
     pub org_id: Option<Json>,
     #[serde(default, deserialize_with = "present")]
@@ -364,6 +372,8 @@ mod tests {
             &c.v,
             &c.o,
             &c.fea,
+            &c.pla,
+            &c.fva,
             &c.org_id,
             &c.org_slug,
             &c.org_role,
