@@ -198,7 +198,6 @@ fn no_token_is_a_401_from_jwtgate_and_never_reaches_the_app() {
 }
 
 #[test]
-#[ignore = "needs per-location rules"]
 fn a_location_rule_gives_403_to_a_signed_in_user_who_fails_it() {
     let s = stack();
     let mut member = claims("user_member");
