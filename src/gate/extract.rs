@@ -2,6 +2,12 @@
 //! `Authorization: Bearer` header first (scheme case-insensitive), else the
 //! `__session` cookie (or Clerk's per-instance `__session_<suffix>`).
 //! When the header carries a token, cookies are not looked at.
+//!
+//! The Cookie header is read as bytes (Clerk's Node SDK sees it as Latin-1
+//! text): a cookie jwtgate does not read may hold any byte, a control
+//! character or invalid UTF-8 included, without hiding the session cookie.
+//! Only the session cookie's own value must be text, or the token is
+//! malformed.
 
 use crate::token::errors::TokenError;
 
@@ -42,12 +48,23 @@ pub fn find_token<'a>(
     }
     let cookies = headers
         .filter(|(name, _)| name.eq_ignore_ascii_case("cookie"))
-        .filter_map(|(_, value)| std::str::from_utf8(value).ok())
-        .flat_map(|value| value.split(';'))
-        .filter_map(|pair| pair.trim().split_once('='));
-    session_cookie(cookies, cookie_suffix)
-        .map(|token| (token, Carrier::Cookie))
-        .ok_or(TokenError::Missing)
+        .flat_map(|(_, value)| value.split(|b| *b == b';'))
+        .filter_map(|pair| {
+            let pair = trim(pair);
+            let eq = pair.iter().position(|b| *b == b'=')?;
+            Some((trim(&pair[..eq]), &pair[eq + 1..]))
+        });
+    match session_cookie(cookies, cookie_suffix) {
+        Some(value) => std::str::from_utf8(value)
+            .map(|token| (token, Carrier::Cookie))
+            .map_err(|_| TokenError::Malformed),
+        None => Err(TokenError::Missing),
+    }
+}
+
+/// Trims the whitespace a Cookie header puts around pairs, names and values.
+fn trim(bytes: &[u8]) -> &[u8] {
+    bytes.trim_ascii()
 }
 
 /// `Ok(None)` when the scheme is not Bearer (another auth scheme: fall
@@ -67,22 +84,23 @@ fn bearer_token(value: &[u8]) -> Result<Option<&str>, TokenError> {
     Ok(Some(token))
 }
 
+/// The session cookie's value among `(name, value)` cookies, as bytes.
 fn session_cookie<'a>(
-    cookies: impl Iterator<Item = (&'a str, &'a str)>,
+    cookies: impl Iterator<Item = (&'a [u8], &'a [u8])>,
     suffix: Option<&str>,
-) -> Option<&'a str> {
+) -> Option<&'a [u8]> {
     let mut plain = None;
     let mut suffixed = None;
     let mut any_suffixed = None;
     for (name, value) in cookies {
-        let value = unquote(value.trim());
+        let value = unquote(trim(value));
         if value.is_empty() {
             continue;
         }
-        if name == "__session" {
+        if name == b"__session" {
             plain = plain.or(Some(value));
-        } else if let Some(rest) = name.strip_prefix("__session_") {
-            if suffix == Some(rest) {
+        } else if let Some(rest) = name.strip_prefix(b"__session_") {
+            if suffix.is_some_and(|s| s.as_bytes() == rest) {
                 suffixed = suffixed.or(Some(value));
             }
             any_suffixed = any_suffixed.or(Some(value));
@@ -94,10 +112,10 @@ fn session_cookie<'a>(
     }
 }
 
-fn unquote(value: &str) -> &str {
+fn unquote(value: &[u8]) -> &[u8] {
     value
-        .strip_prefix('"')
-        .and_then(|v| v.strip_suffix('"'))
+        .strip_prefix(b"\"")
+        .and_then(|v| v.strip_suffix(b"\""))
         .unwrap_or(value)
 }
 
@@ -143,6 +161,55 @@ mod tests {
             find(&[("Cookie", "__session=first; __session=second")], None),
             Ok(("first", Carrier::Cookie))
         );
+    }
+
+    #[test]
+    fn other_cookies_may_hold_any_byte() {
+        fn find_bytes<'a>(
+            cookies: &[&'a [u8]],
+            suffix: Option<&str>,
+        ) -> Result<(&'a str, Carrier), TokenError> {
+            find_token(cookies.iter().map(|c| ("Cookie", *c)), suffix)
+        }
+        for other in [
+            &b"a=caf\xe9"[..],
+            b"theme=\xff\xfe",
+            b"x=\x01",
+            b"x=\x00\x7f",
+            b"n\xe4me=1",
+            b"\xc3",
+            b"=",
+            b"a=\"\x01\"",
+        ] {
+            for cookie in [
+                [other, b"; __session=tok"].concat(),
+                [b"__session=tok;", other].concat(),
+                [b"__session=tok;", other, b";"].concat(),
+            ] {
+                assert_eq!(
+                    find_bytes(&[&cookie], None),
+                    Ok(("tok", Carrier::Cookie)),
+                    "{}",
+                    cookie.escape_ascii()
+                );
+            }
+            // In another Cookie header (HTTP/2 sends one per cookie).
+            assert_eq!(
+                find_bytes(&[other, b"__session=tok"], None),
+                Ok(("tok", Carrier::Cookie))
+            );
+        }
+        let suffixed: &[u8] = b"x=\xe9; __session_abc=s1; __session=plain";
+        assert_eq!(
+            find_bytes(&[suffixed], Some("abc")),
+            Ok(("s1", Carrier::Cookie))
+        );
+        // The session cookie itself must be text.
+        assert_eq!(
+            find_bytes(&[b"__session=t\xe9k"], None),
+            Err(TokenError::Malformed)
+        );
+        assert_eq!(find_bytes(&[b"\xe9=\xe9"], None), Err(TokenError::Missing));
     }
 
     #[test]

@@ -168,9 +168,24 @@ pub fn claims(user: &str) -> Value {
     })
 }
 
+/// How the key server misbehaves (besides `down`, a plain HTTP 500).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub enum Mode {
+    #[default]
+    Normal,
+    /// Sends the status line and headers at once, then the body one byte
+    /// per interval (a stalled or hostile key server).
+    Drip(Duration),
+    /// HTTP 429 Too Many Requests, with this `Retry-After` value if any.
+    TooMany(Option<String>),
+    /// HTTP 503 Service Unavailable, with this `Retry-After` value if any.
+    Unavailable(Option<String>),
+}
+
 /// A real HTTP/1.1 JWKS server on loopback. It serves `GET /v1/jwks` only
-/// with `Authorization: Bearer <SECRET>`, counts every request, and can be
-/// switched to failing (HTTP 500) to play an outage.
+/// with `Authorization: Bearer <SECRET>`, counts every request (and notes
+/// when each arrived), and can be switched to failing (HTTP 500) to play an
+/// outage, or to another [`Mode`].
 pub struct KeyServer {
     pub addr: SocketAddr,
     pub body: Arc<Mutex<String>>,
@@ -179,6 +194,9 @@ pub struct KeyServer {
     /// Serve without the bearer secret (a public JWKS, as other issuers have).
     pub public: Arc<AtomicBool>,
     pub last_headers: Arc<Mutex<HashMap<String, String>>>,
+    pub mode: Arc<Mutex<Mode>>,
+    /// When each request arrived (its headers fully read).
+    pub arrivals: Arc<Mutex<Vec<Instant>>>,
 }
 
 impl KeyServer {
@@ -191,6 +209,8 @@ impl KeyServer {
             down: Arc::new(AtomicBool::new(false)),
             public: Arc::new(AtomicBool::new(false)),
             last_headers: Arc::new(Mutex::new(HashMap::new())),
+            mode: Arc::new(Mutex::new(Mode::Normal)),
+            arrivals: Arc::new(Mutex::new(Vec::new())),
         };
         let state = server.state();
         std::thread::spawn(move || {
@@ -209,7 +229,18 @@ impl KeyServer {
             down: self.down.clone(),
             public: self.public.clone(),
             last: self.last_headers.clone(),
+            mode: self.mode.clone(),
+            arrivals: self.arrivals.clone(),
         }
+    }
+
+    pub fn set_mode(&self, mode: Mode) {
+        *self.mode.lock().unwrap() = mode;
+    }
+
+    /// When each request so far arrived.
+    pub fn arrivals(&self) -> Vec<Instant> {
+        self.arrivals.lock().unwrap().clone()
     }
 
     pub fn url(&self) -> String {
@@ -236,6 +267,8 @@ struct ServerState {
     down: Arc<AtomicBool>,
     public: Arc<AtomicBool>,
     last: Arc<Mutex<HashMap<String, String>>>,
+    mode: Arc<Mutex<Mode>>,
+    arrivals: Arc<Mutex<Vec<Instant>>>,
 }
 
 fn serve_jwks(stream: TcpStream, state: &ServerState) {
@@ -245,6 +278,8 @@ fn serve_jwks(stream: TcpStream, state: &ServerState) {
         down,
         public,
         last,
+        mode,
+        arrivals,
     } = state;
     let mut reader = BufReader::new(stream.try_clone().unwrap());
     let mut request_line = String::new();
@@ -261,12 +296,24 @@ fn serve_jwks(stream: TcpStream, state: &ServerState) {
             headers.insert(name.to_ascii_lowercase(), value.trim().to_string());
         }
     }
+    arrivals.lock().unwrap().push(Instant::now());
     fetches.fetch_add(1, Ordering::SeqCst);
+    let mode = mode.lock().unwrap().clone();
     let authorized = public.load(Ordering::SeqCst)
         || headers.get("authorization").map(String::as_str) == Some(&format!("Bearer {SECRET}"));
     *last.lock().unwrap() = headers;
+    let mut extra = String::new();
     let (status, text) = if down.load(Ordering::SeqCst) {
         ("500 Internal Server Error", String::from("{\"errors\":[]}"))
+    } else if let Mode::TooMany(retry) | Mode::Unavailable(retry) = &mode {
+        if let Some(retry) = retry {
+            extra = format!("Retry-After: {retry}\r\n");
+        }
+        let status = match mode {
+            Mode::TooMany(_) => "429 Too Many Requests",
+            _ => "503 Service Unavailable",
+        };
+        (status, String::from("{\"errors\":[]}"))
     } else if !request_line.starts_with("GET /v1/jwks ") {
         ("404 Not Found", String::new())
     } else if !authorized {
@@ -278,11 +325,23 @@ fn serve_jwks(stream: TcpStream, state: &ServerState) {
         ("200 OK", body.lock().unwrap().clone())
     };
     let mut stream = stream;
-    let _ = write!(
-        stream,
-        "HTTP/1.1 {status}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{text}",
+    let head = format!(
+        "HTTP/1.1 {status}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n{extra}Connection: close\r\n\r\n",
         text.len()
     );
+    if let Mode::Drip(interval) = mode {
+        if stream.write_all(head.as_bytes()).is_err() {
+            return;
+        }
+        for byte in text.as_bytes() {
+            if stream.write_all(&[*byte]).is_err() {
+                return; // the client gave up
+            }
+            std::thread::sleep(interval);
+        }
+        return;
+    }
+    let _ = stream.write_all(format!("{head}{text}").as_bytes());
 }
 
 /// A free loopback port (bound and released; fine for tests).
@@ -312,11 +371,16 @@ pub fn jwks_config(server: &KeyServer, extra_keys: &str) -> String {
     )
 }
 
-/// A command for the binary with no JWTGATE_/CLERK_ variables inherited.
+/// A command for the binary with no JWTGATE_/CLERK_ variables (nor
+/// systemd's NOTIFY_SOCKET or STATE_DIRECTORY) inherited.
 pub fn jwtgate_command() -> Command {
     let mut cmd = Command::new(BIN);
     for (name, _) in std::env::vars() {
-        if name.starts_with("JWTGATE_") || name.starts_with("CLERK_") || name == "NOTIFY_SOCKET" {
+        if name.starts_with("JWTGATE_")
+            || name.starts_with("CLERK_")
+            || name == "NOTIFY_SOCKET"
+            || name == "STATE_DIRECTORY"
+        {
             cmd.env_remove(name);
         }
     }
@@ -478,11 +542,17 @@ impl Response {
     }
 }
 
-/// Sends raw bytes on a new connection and reads one response.
+/// Sends raw text on a new connection and reads one response.
 pub fn request(addr: SocketAddr, raw: &str) -> std::io::Result<Response> {
+    request_bytes(addr, raw.as_bytes())
+}
+
+/// Sends raw bytes (not necessarily UTF-8) on a new connection and reads
+/// one response.
+pub fn request_bytes(addr: SocketAddr, raw: &[u8]) -> std::io::Result<Response> {
     let mut stream = TcpStream::connect(addr)?;
     stream.set_read_timeout(Some(Duration::from_secs(5)))?;
-    stream.write_all(raw.as_bytes())?;
+    stream.write_all(raw)?;
     read_response(&mut BufReader::new(stream))
 }
 
