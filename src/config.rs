@@ -2,10 +2,11 @@
 //! the `config` crate, plus Clerk's own variables (`CLERK_SECRET_KEY`,
 //! `CLERK_JWT_KEY`, `CLERK_PUBLISHABLE_KEY`) as defaults.
 //!
-//! Precedence, lowest first: built-in defaults, Clerk variables, the file,
-//! `JWTGATE_<KEY>` (nesting with `__`, e.g. `JWTGATE_KEYS__JWKS_URL`).
-//! Unknown keys, wrong types and out-of-range values are errors that name
-//! the key, so a typo never silently weakens verification.
+//! Precedence, lowest first: built-in defaults, Clerk variables and
+//! systemd's `$STATE_DIRECTORY`, the file, `JWTGATE_<KEY>` (nesting with
+//! `__`, e.g. `JWTGATE_KEYS__JWKS_URL`). Unknown keys, wrong types and
+//! out-of-range values are errors that name the key, so a typo never
+//! silently weakens verification.
 //!
 //! `[browser]` (Clerk's handshake, see [`crate::browser`]) resolves into a
 //! [`BrowserConfig`]; `CLERK_API_URL`, `CLERK_SIGN_IN_URL` and
@@ -24,6 +25,7 @@ use serde::Deserialize;
 use crate::gate::GateOptions;
 use crate::keys::jwk::VerifyingKey;
 use crate::keys::source::{JwksSource, KeySource};
+use crate::keys::state::KeyState;
 use crate::keys::store::KeyStore;
 use crate::token::algorithms::{Algorithm, AlgorithmSet};
 use crate::token::claims::Validation;
@@ -113,6 +115,11 @@ pub struct KeySettings {
     pub refresh_secs: u64,
     pub min_refetch_secs: u64,
     pub fetch_timeout_ms: u64,
+    /// Where the last good JWKS is kept across restarts (default: systemd's
+    /// `$STATE_DIRECTORY`; `""`: nowhere).
+    pub state_dir: Option<PathBuf>,
+    /// JWKS keys older than this (no newer fetch succeeded) are not used.
+    pub max_stale_secs: u64,
 }
 
 #[derive(Debug, Deserialize)]
@@ -126,6 +133,14 @@ pub struct VerifySettings {
     pub allow_pending: bool,
     pub max_token_bytes: usize,
 }
+
+/// The default of `keys.max_stale_secs`: 7 days. See the README ("Keys
+/// across restarts"): Clerk rotates an instance's signing key only when
+/// asked to, and its own networkless mode pins one key for ever, so keys a
+/// week old are what Clerk's SDKs would trust anyway; a week outlasts any
+/// key-server or egress outage short of a long weekend unnoticed, and past
+/// it a key removed upstream (a leaked key, say) is not trusted blind.
+pub const DEFAULT_MAX_STALE_SECS: u64 = 7 * 24 * 3600;
 
 impl Default for Settings {
     fn default() -> Self {
@@ -154,6 +169,8 @@ impl Default for KeySettings {
             refresh_secs: 3600,
             min_refetch_secs: 10,
             fetch_timeout_ms: 2000,
+            state_dir: None,
+            max_stale_secs: DEFAULT_MAX_STALE_SECS,
         }
     }
 }
@@ -182,6 +199,11 @@ pub struct Config {
     pub refresh_every: Duration,
     pub min_refetch: Duration,
     pub fetch_timeout: Duration,
+    /// Where a JWKS source keeps its last good JWKS (`None`: nowhere; always
+    /// `None` for a PEM key).
+    pub state: Option<KeyState>,
+    /// JWKS keys older than this are not used.
+    pub max_stale: Duration,
     /// What a token must satisfy.
     pub policy: Policy,
     /// The token cache, decision reuse and cookie suffix.
@@ -209,6 +231,14 @@ impl Config {
         in_range("keys.refresh_secs", k.refresh_secs, 10, 7 * 24 * 3600)?;
         in_range("keys.min_refetch_secs", k.min_refetch_secs, 1, 3600)?;
         in_range("keys.fetch_timeout_ms", k.fetch_timeout_ms, 100, 60_000)?;
+        in_range("keys.max_stale_secs", k.max_stale_secs, 60, 365 * 24 * 3600)?;
+        if k.max_stale_secs <= k.refresh_secs {
+            return Err(format!(
+                "keys.max_stale_secs: {} must be more than keys.refresh_secs ({}), or keys \
+                 would go stale between two refreshes",
+                k.max_stale_secs, k.refresh_secs
+            ));
+        }
         in_range("verify.leeway_secs", v.leeway_secs, 0, 300)?;
         in_range(
             "verify.max_token_bytes",
@@ -235,6 +265,10 @@ impl Config {
         }
         let key_source = resolve_key_source(k, frontend_api.as_deref(), api_url, fetch_timeout)?;
         let browser = resolve_browser(&s, api_url, fetch_timeout)?;
+        let state = match &key_source {
+            KeySource::Jwks(_) => resolve_state_dir(k.state_dir.as_deref())?,
+            KeySource::Pem { .. } => None,
+        };
         let issuer = match (&v.issuer, &frontend_api) {
             (Some(iss), _) if iss.is_empty() => {
                 return Err("verify.issuer: must not be empty".into())
@@ -255,6 +289,8 @@ impl Config {
             refresh_every: Duration::from_secs(k.refresh_secs),
             min_refetch: Duration::from_secs(k.min_refetch_secs),
             fetch_timeout,
+            state,
+            max_stale: Duration::from_secs(k.max_stale_secs),
             policy: Policy {
                 validation: Validation {
                     issuer,
@@ -277,6 +313,23 @@ impl Config {
     /// An empty key store sized and bounded as configured.
     pub fn key_store(&self) -> KeyStore {
         KeyStore::new(self.cache_capacity, self.min_refetch, self.fetch_timeout)
+            .with_max_stale(self.max_stale)
+    }
+}
+
+/// The state directory: `keys.state_dir` (which `$STATE_DIRECTORY`
+/// defaults), an existing directory; `""` or unset: none.
+fn resolve_state_dir(dir: Option<&Path>) -> Result<Option<KeyState>, String> {
+    let Some(dir) = dir.filter(|d| !d.as_os_str().is_empty()) else {
+        return Ok(None);
+    };
+    match std::fs::metadata(dir) {
+        Ok(meta) if meta.is_dir() => Ok(Some(KeyState::new(dir.to_path_buf()))),
+        Ok(_) => Err(format!(
+            "keys.state_dir: {}: not a directory",
+            dir.display()
+        )),
+        Err(e) => Err(format!("keys.state_dir: {}: {e}", dir.display())),
     }
 }
 
@@ -373,6 +426,16 @@ pub fn read_settings(path: Option<&Path>) -> Result<Settings, String> {
                 .set_default(key, value)
                 .map_err(|e| format!("{var}: {e}"))?;
         }
+    }
+    // systemd's StateDirectory=: a colon-separated list; the first is ours.
+    if let Some(dir) = std::env::var("STATE_DIRECTORY")
+        .ok()
+        .and_then(|dirs| dirs.split(':').next().map(str::to_string))
+        .filter(|dir| !dir.is_empty())
+    {
+        builder = builder
+            .set_default("keys.state_dir", dir)
+            .map_err(|e| format!("STATE_DIRECTORY: {e}"))?;
     }
     if let Some(path) = path {
         if !path.is_file() {
@@ -746,5 +809,60 @@ mod tests {
             }
             other => panic!("{other:?}"),
         }
+    }
+
+    #[test]
+    fn staleness_and_the_state_directory() {
+        let mut s = Settings::default();
+        s.keys.secret_key = Some("sk_test_x".into());
+        let c = Config::from_settings(s).unwrap();
+        assert_eq!(c.max_stale, Duration::from_secs(DEFAULT_MAX_STALE_SECS));
+        assert_eq!(c.state, None);
+        let mut s = Settings::default();
+        s.keys.secret_key = Some("sk_test_x".into());
+        s.keys.max_stale_secs = 3600;
+        assert!(Config::from_settings(s)
+            .unwrap_err()
+            .starts_with("keys.max_stale_secs: 3600 must be more than keys.refresh_secs"));
+        let mut s = Settings::default();
+        s.keys.secret_key = Some("sk_test_x".into());
+        s.keys.max_stale_secs = 59;
+        assert!(Config::from_settings(s)
+            .unwrap_err()
+            .starts_with("keys.max_stale_secs: 59 is out of range"));
+        let dir = std::env::temp_dir();
+        let mut s = Settings::default();
+        s.keys.secret_key = Some("sk_test_x".into());
+        s.keys.state_dir = Some(dir.clone());
+        assert_eq!(
+            Config::from_settings(s).unwrap().state,
+            Some(KeyState::new(dir.clone()))
+        );
+        let mut s = Settings::default();
+        s.keys.secret_key = Some("sk_test_x".into());
+        s.keys.state_dir = Some(PathBuf::new());
+        assert_eq!(Config::from_settings(s).unwrap().state, None, "\"\": none");
+        let mut s = Settings::default();
+        s.keys.secret_key = Some("sk_test_x".into());
+        s.keys.state_dir = Some("/nonexistent/jwtgate".into());
+        assert!(Config::from_settings(s)
+            .unwrap_err()
+            .starts_with("keys.state_dir: /nonexistent/jwtgate"));
+        let mut s = Settings::default();
+        s.keys.jwt_key = Some(
+            String::from_utf8(
+                openssl::rsa::Rsa::generate(2048)
+                    .unwrap()
+                    .public_key_to_pem()
+                    .unwrap(),
+            )
+            .unwrap(),
+        );
+        s.keys.state_dir = Some(dir);
+        assert_eq!(
+            Config::from_settings(s).unwrap().state,
+            None,
+            "a PEM key needs no state"
+        );
     }
 }

@@ -20,7 +20,7 @@ use crate::config::Config;
 use crate::gate::metrics::Metrics;
 use crate::gate::server::AuthServiceFactory;
 use crate::gate::Gate;
-use crate::keys::refresher::{refetch_trigger, Command, RefreshEvents, Refresher};
+use crate::keys::refresher::{refetch_trigger, Command, KeyStatus, RefreshEvents, Refresher};
 use crate::systemd;
 use crate::verify::Verifier;
 
@@ -79,13 +79,17 @@ pub fn run(
     let metrics = Arc::new(Metrics::default());
     let (commands, receiver) = mpsc::channel();
     store.connect_refresher(refetch_trigger(commands.clone()));
-    let refresher = Refresher {
-        store: store.clone(),
-        source: config.key_source.clone(),
-        refresh_every: config.refresh_every,
-        commands: receiver,
-        events: Box::new(DaemonEvents(metrics.clone())),
-    };
+    let refresher = Refresher::new(
+        store.clone(),
+        config.key_source.clone(),
+        config.refresh_every,
+        receiver,
+        Box::new(DaemonEvents(metrics.clone())),
+    )
+    .with_state(config.state.clone());
+    // Keys kept by the last run, before anything is served: a restart
+    // while the key server is down keeps serving.
+    refresher.restore();
     std::thread::Builder::new()
         .name("jwtgate-keys".into())
         .spawn(move || refresher.run())
@@ -118,9 +122,13 @@ pub fn run(
 struct DaemonEvents(Arc<Metrics>);
 
 impl RefreshEvents for DaemonEvents {
-    fn loaded(&self, ok: bool, keys_held: usize) {
-        let now = crate::verify::now_ms() / 1000;
-        self.0.record_fetch(ok, keys_held, now.max(0) as u64);
+    fn loaded(&self, ok: bool, keys: KeyStatus) {
+        self.0.record_fetch(ok);
+        self.0.record_keys(keys.held, keys.fetched_at.unwrap_or(0));
+    }
+
+    fn restored(&self, keys: KeyStatus) {
+        self.0.record_keys(keys.held, keys.fetched_at.unwrap_or(0));
     }
 
     fn settled(&self) {

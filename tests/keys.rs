@@ -295,3 +295,169 @@ fn systemd_notifications_follow_the_key_state() {
         assert_eq!(recv(), "STOPPING=1");
     }
 }
+
+// ------------------------------------------------ faults of issue 9 --
+
+/// Polls `/auth` with `token` every 50 ms until it answers 200; how long
+/// that took, or `None` after `limit`.
+fn time_until_allowed(daemon: &Daemon, token: &str, limit: Duration) -> Option<Duration> {
+    let started = Instant::now();
+    while started.elapsed() < limit {
+        if daemon.bearer(token).status == 200 {
+            return Some(started.elapsed());
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    None
+}
+
+/// A SIGHUP while no key was ever loaded, during the outage, must not push
+/// the next retry out to `refresh_secs` (an hour): once the key server is
+/// back, keys arrive within the retry backoff (at most 4 s this early).
+#[test]
+fn a_keyless_sighup_during_an_outage_recovers_within_the_backoff() {
+    let key = Key::rsa("ins_1", 2048);
+    let server = KeyServer::start(jwks(&[&key]));
+    server.set_down(true);
+    let daemon = Daemon::start(&jwks_config(&server, ""));
+    daemon.wait_until(
+        |d| d.metric("jwtgate_key_fetches_total{outcome=\"error\"}") >= 1.0,
+        "the first failed fetch",
+    );
+    daemon.signal("HUP");
+    daemon.wait_until(
+        |d| d.log_text().contains("reload failed"),
+        "the failed reload",
+    );
+    server.set_down(false);
+    let token = key.sign(&claims("user_back"));
+    let took = time_until_allowed(&daemon, &token, Duration::from_secs(30));
+    eprintln!("keys back {took:?} after the key server returned");
+    let took = took.expect("keys within 30 s of the key server's return");
+    assert!(took < Duration::from_secs(5), "took {took:?}");
+}
+
+/// A key server that sends its headers and then one body byte per 400 ms
+/// (so each read succeeds well within a per-read timeout) must not hold a
+/// fetch past its deadline (`fetch_timeout_ms`, 1 s here): neither a reload
+/// nor `jwtgate check`. The old keys stay, and the next reload works.
+#[test]
+fn a_dripping_key_server_cannot_stall_fetches_or_reloads() {
+    let key = Key::rsa("ins_1", 2048);
+    let server = KeyServer::start(jwks(&[&key]));
+    let daemon = Daemon::start(&jwks_config(&server, ""));
+    daemon.wait_ready();
+    server.set_mode(Mode::Drip(Duration::from_millis(400)));
+
+    let started = Instant::now();
+    daemon.signal("HUP");
+    daemon.wait_until(
+        |d| d.log_text().contains("reload failed"),
+        "the reload to fail",
+    );
+    let reload = started.elapsed();
+    let log = daemon.log_text();
+    let line = log
+        .lines()
+        .find(|l| l.contains("reload failed"))
+        .unwrap_or_default();
+    eprintln!("reload against a dripping key server ended after {reload:?}: {line}");
+    assert!(reload < Duration::from_millis(2500), "{reload:?}");
+    assert_eq!(daemon.bearer(&key.sign(&claims("u"))).status, 200);
+
+    let dir = TempDir::new("drip");
+    let config = dir.path("jwtgate.toml");
+    std::fs::write(&config, jwks_config(&server, "")).unwrap();
+    let started = Instant::now();
+    let out = jwtgate_command()
+        .args(["--config", config.to_str().unwrap(), "check"])
+        .env("RUST_LOG", "warn")
+        .output()
+        .unwrap();
+    let check = started.elapsed();
+    eprintln!("`jwtgate check` against a dripping key server: {check:?}");
+    assert_eq!(out.status.code(), Some(2));
+    assert!(check < Duration::from_millis(2500), "{check:?}");
+
+    server.set_mode(Mode::Normal);
+    let fetches = server.fetches();
+    daemon.signal("HUP");
+    daemon.wait_until(|_| server.fetches() > fetches, "the next reload's fetch");
+    daemon.wait_until(
+        |d| d.log_text().contains("reload: loaded"),
+        "the next reload to load",
+    );
+}
+
+/// HTTP 429 with `Retry-After: 3`: no request reaches the key server
+/// sooner, not even for unknown kids (allowed one per 2 s otherwise), and
+/// the retry comes soon after.
+#[test]
+fn too_many_requests_and_retry_after_are_honoured() {
+    let key = Key::rsa("ins_1", 2048);
+    let server = KeyServer::start(jwks(&[&key]));
+    let daemon = Daemon::start(&jwks_config(&server, ""));
+    daemon.wait_ready();
+    server.set_mode(Mode::TooMany(Some("3".into())));
+    std::thread::sleep(MIN_REFETCH + Duration::from_millis(100));
+    let stranger = Key::rsa("ins_unknown", 2048);
+    let unknown = stranger.sign(&claims("x"));
+    assert_eq!(daemon.bearer(&unknown).reason(), Some("jwk-kid-mismatch"));
+    daemon.wait_until(|_| server.fetches() == 2, "the refetch that gets 429");
+    let throttled_at = server.arrivals()[1];
+    // Unknown kids keep coming for 3.5 s.
+    while throttled_at.elapsed() < Duration::from_millis(3500) {
+        assert_eq!(daemon.bearer(&unknown).status, 401);
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    server.set_mode(Mode::Normal);
+    daemon.wait_until(|_| server.fetches() >= 3, "the retry");
+    let gaps: Vec<Duration> = server
+        .arrivals()
+        .windows(2)
+        .skip(1)
+        .map(|w| w[1] - w[0])
+        .collect();
+    eprintln!("gaps after the 429: {gaps:?}");
+    assert!(
+        gaps[0] >= Duration::from_secs(3),
+        "a request {:?} after `Retry-After: 3`",
+        gaps[0]
+    );
+    assert!(gaps[0] < Duration::from_millis(4500), "{:?}", gaps[0]);
+}
+
+/// A refetch that returns the same JWKS (an unknown kid, a SIGHUP) leaves
+/// the key set as it was, so verified tokens stay cached.
+#[test]
+fn an_unchanged_jwks_keeps_the_token_cache() {
+    let key = Key::rsa("ins_1", 2048);
+    let server = KeyServer::start(jwks(&[&key]));
+    let daemon = Daemon::start(&jwks_config(&server, ""));
+    daemon.wait_ready();
+    let token = key.sign(&claims("user_cached"));
+    let hits = |d: &Daemon| d.metric("jwtgate_token_cache_total{result=\"hit\"}");
+    assert_eq!(daemon.bearer(&token).status, 200);
+    assert_eq!(daemon.bearer(&token).status, 200);
+    assert_eq!(hits(&daemon), 1.0);
+
+    std::thread::sleep(MIN_REFETCH + Duration::from_millis(100));
+    let random = json!({"alg": "RS256", "kid": "random-kid-1", "typ": "JWT"});
+    assert_eq!(
+        daemon
+            .bearer(&key.sign_with(&random, &claims("x")))
+            .reason(),
+        Some("jwk-kid-mismatch")
+    );
+    assert_eq!(server.fetches(), 2, "the unknown kid refetched");
+    assert_eq!(daemon.bearer(&token).status, 200);
+    let after_refetch = hits(&daemon);
+
+    daemon.signal("HUP");
+    daemon.wait_until(|_| server.fetches() == 3, "the reload fetch");
+    daemon.wait_until(|d| d.log_text().contains("reload: loaded"), "the reload");
+    assert_eq!(daemon.bearer(&token).status, 200);
+    let after_reload = hits(&daemon);
+    eprintln!("cache hits: 1 before, {after_refetch} after an unknown-kid refetch, {after_reload} after a SIGHUP");
+    assert_eq!((after_refetch, after_reload), (2.0, 3.0));
+}

@@ -23,7 +23,8 @@ pub struct Metrics {
     denied: [AtomicU64; TokenError::ALL.len()],
     fetch_ok: AtomicU64,
     fetch_error: AtomicU64,
-    last_good_fetch_unix: AtomicU64,
+    /// When the keys in use were fetched (0: no keys).
+    keys_fetched_unix: AtomicU64,
     keys_loaded: AtomicU64,
     connections: AtomicU64,
     redirects: [AtomicU64; 3],
@@ -75,14 +76,21 @@ impl Metrics {
             .fetch_add(elapsed.as_nanos() as u64, Relaxed);
     }
 
-    pub fn record_fetch(&self, ok: bool, keys_loaded: usize, now_unix: u64) {
+    /// Counts one key fetch.
+    pub fn record_fetch(&self, ok: bool) {
         if ok {
             self.fetch_ok.fetch_add(1, Relaxed);
-            self.last_good_fetch_unix.store(now_unix, Relaxed);
         } else {
             self.fetch_error.fetch_add(1, Relaxed);
         }
+    }
+
+    /// The keys in use: how many, and the Unix time of the fetch that
+    /// produced them (for keys restored from the state directory, of the
+    /// fetch that saved them; 0: none).
+    pub fn record_keys(&self, keys_loaded: usize, fetched_at_unix: u64) {
         self.keys_loaded.store(keys_loaded as u64, Relaxed);
+        self.keys_fetched_unix.store(fetched_at_unix, Relaxed);
     }
 
     /// A granted request: answered from the token cache, or verified.
@@ -175,15 +183,27 @@ impl Metrics {
             "Verification keys held.",
             &keys,
         )?;
-        let last = [("", self.last_good_fetch_unix.load(Relaxed))];
-        let help = "Unix time of the last successful key load (0: never).";
+        let fetched_at = self.keys_fetched_unix.load(Relaxed);
+        let help = "Unix time of the fetch that produced the keys in use (restored keys: \
+                    of the fetch that saved them; 0: no keys).";
         family(
             out,
             "jwtgate_last_good_key_fetch_timestamp_seconds",
             "gauge",
             help,
-            &last,
+            &[("", fetched_at)],
         )?;
+        // No sample while no key is held.
+        let help = "Age of the keys in use: seconds since the fetch that produced them.";
+        let age: &[(&str, u64)] = if fetched_at == 0 {
+            &[]
+        } else {
+            &[(
+                "",
+                crate::keys::store::unix_now().saturating_sub(fetched_at),
+            )]
+        };
+        family(out, "jwtgate_key_age_seconds", "gauge", help, age)?;
         let connections = [("", self.connections())];
         let help = "TCP connections accepted.";
         family(
@@ -260,7 +280,8 @@ mod tests {
             &Decision::Deny(TokenError::Expired),
             Duration::from_millis(3),
         );
-        m.record_fetch(true, 2, 1_700_000_000);
+        m.record_fetch(true);
+        m.record_keys(2, 1_700_000_000);
         let mut text = String::new();
         m.render(&mut text).unwrap();
         assert!(text.contains("jwtgate_decisions_total{outcome=\"allow\",reason=\"ok\"} 1\n"));
@@ -268,6 +289,20 @@ mod tests {
             text.contains("jwtgate_decisions_total{outcome=\"deny\",reason=\"token-expired\"} 1\n")
         );
         assert!(text.contains("jwtgate_keys_loaded 2\n"));
+        assert!(text.contains("jwtgate_key_fetches_total{outcome=\"ok\"} 1\n"));
+        assert!(text.contains("jwtgate_last_good_key_fetch_timestamp_seconds 1700000000\n"));
+        let age = crate::keys::store::unix_now() - 1_700_000_000;
+        let line = text
+            .lines()
+            .find(|l| l.starts_with("jwtgate_key_age_seconds "))
+            .unwrap();
+        let shown: u64 = line.split(' ').nth(1).unwrap().parse().unwrap();
+        assert!((age..=age + 2).contains(&shown), "{line}");
+        let empty = Metrics::default();
+        let mut none = String::new();
+        empty.render(&mut none).unwrap();
+        assert!(none.contains("# TYPE jwtgate_key_age_seconds gauge\n"));
+        assert!(!none.contains("jwtgate_key_age_seconds 0"));
         assert!(text.contains("jwtgate_auth_duration_seconds_bucket{le=\"0.00005\"} 1\n"));
         assert!(text.contains("jwtgate_auth_duration_seconds_bucket{le=\"0.005\"} 2\n"));
         assert!(text.contains("jwtgate_auth_duration_seconds_count 2\n"));

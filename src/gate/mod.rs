@@ -71,9 +71,26 @@ impl Gate {
         self.cache.is_some()
     }
 
-    /// Ready once any key is loaded.
+    /// Ready while keys are held that are not too old to use.
     pub fn is_ready(&self) -> bool {
-        !self.verifier.keys().is_empty()
+        self.verifier.keys().is_usable()
+    }
+
+    /// `/readyz`: whether ready, and a body that says how many keys are
+    /// held and how old they are (`now_unix`: the time in Unix seconds).
+    pub fn readiness(&self, now_unix: u64) -> (bool, String) {
+        let keys = self.verifier.keys();
+        let ready = keys.is_usable();
+        let Some(fetched_at) = keys.fetched_at() else {
+            return (false, "no keys loaded\n".into());
+        };
+        let age = now_unix.saturating_sub(fetched_at);
+        let bound = keys
+            .max_stale()
+            .map_or(String::new(), |m| format!(" (at most {})", m.as_secs()));
+        let state = if ready { "ready" } else { "keys too old" };
+        let body = format!("{state}: {} key(s), {age} s old{bound}\n", keys.len());
+        (ready, body)
     }
 
     /// The decision for one auth request: how the proxy asked (`call`,

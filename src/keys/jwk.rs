@@ -109,6 +109,15 @@ impl VerifyingKey {
         self.kid.as_deref()
     }
 
+    /// Whether `other` verifies exactly what this key verifies: the same
+    /// kid, algorithm binding and public key material.
+    pub fn same_key(&self, other: &VerifyingKey) -> bool {
+        self.kid == other.kid
+            && self.family == other.family
+            && self.pinned_alg == other.pinned_alg
+            && self.pkey.public_eq(&other.pkey)
+    }
+
     pub fn bits(&self) -> u32 {
         self.pkey.bits()
     }
