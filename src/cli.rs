@@ -23,8 +23,43 @@ Usage:
 Without --config: built-in defaults and the environment (JWTGATE_<KEY>,
 nesting with __, e.g. JWTGATE_KEYS__JWKS_URL; and CLERK_SECRET_KEY,
 CLERK_JWT_KEY, CLERK_PUBLISHABLE_KEY). Logs: RUST_LOG=debug for one line
-per decision.
+per decision; a bare level is jwtgate's, libraries stay at warn unless
+named (RUST_LOG=info,reqwest=debug).
 ";
+
+/// What the libraries log unless `RUST_LOG` names them: warnings and
+/// errors. may_minihttp is off: its stock release logs every ordinary
+/// connection close as an ERROR.
+const LIBRARY_LOG_FILTERS: &str = "warn,may_minihttp=off";
+
+/// The `env_logger` filters for a `RUST_LOG` value (`None`: unset): a bare
+/// level (`info`, `debug`, ...) is jwtgate's own, so `RUST_LOG=info` as the
+/// shipped unit sets it, or `debug` for one line per decision, does not
+/// turn on the HTTP libraries' lines; `module=level` directives, a library
+/// named, pass through as written (and win, being more specific).
+pub fn log_filters(rust_log: Option<&str>) -> String {
+    let rust_log = rust_log.unwrap_or("info");
+    let (directives, regex) = match rust_log.split_once('/') {
+        Some((directives, regex)) => (directives, Some(regex)),
+        None => (rust_log, None),
+    };
+    let mut filters = String::from(LIBRARY_LOG_FILTERS);
+    for directive in directives.split(',').map(str::trim) {
+        if directive.is_empty() {
+            continue;
+        }
+        filters.push(',');
+        if directive.parse::<log::LevelFilter>().is_ok() {
+            filters.push_str("jwtgate=");
+        }
+        filters.push_str(directive);
+    }
+    if let Some(regex) = regex {
+        filters.push('/');
+        filters.push_str(regex);
+    }
+    filters
+}
 
 /// What the command line asks for.
 #[derive(Debug, PartialEq, Eq)]
@@ -172,5 +207,27 @@ mod tests {
         assert!(parse(&["--bogus"]).is_err());
         assert!(parse(&["verify"]).is_err());
         assert!(parse(&["frobnicate"]).is_err());
+    }
+
+    #[test]
+    fn a_bare_log_level_is_jwtgates_own() {
+        assert_eq!(log_filters(None), "warn,may_minihttp=off,jwtgate=info");
+        assert_eq!(
+            log_filters(Some("debug")),
+            "warn,may_minihttp=off,jwtgate=debug"
+        );
+        assert_eq!(
+            log_filters(Some("INFO, reqwest=debug,,may_minihttp=error")),
+            "warn,may_minihttp=off,jwtgate=INFO,reqwest=debug,may_minihttp=error"
+        );
+        assert_eq!(
+            log_filters(Some("info/allow")),
+            "warn,may_minihttp=off,jwtgate=info/allow"
+        );
+        assert_eq!(
+            log_filters(Some("hyper")),
+            "warn,may_minihttp=off,hyper",
+            "a module alone is not a level"
+        );
     }
 }

@@ -6,7 +6,10 @@
 //! systemd's `$STATE_DIRECTORY`, the file, `JWTGATE_<KEY>` (nesting with
 //! `__`, e.g. `JWTGATE_KEYS__JWKS_URL`). Unknown keys, wrong types and
 //! out-of-range values are errors that name the key, so a typo never
-//! silently weakens verification.
+//! silently weakens verification. The one exception: the variables
+//! Kubernetes sets for a Service named `jwtgate` (`JWTGATE_SERVICE_HOST`,
+//! `JWTGATE_PORT_7070_TCP`, ...) are recognised by name *and* value and
+//! left out.
 //!
 //! `[browser]` (Clerk's handshake, see [`crate::browser`]) resolves into a
 //! [`BrowserConfig`]; `CLERK_API_URL`, `CLERK_SIGN_IN_URL` and
@@ -129,9 +132,31 @@ pub struct VerifySettings {
     pub algorithms: Option<Vec<String>>,
     pub issuer: Option<String>,
     pub authorized_parties: Vec<String>,
+    /// RFC 7519 `aud`: the token's must name one of these.
+    pub audience: Option<OneOrMany>,
+    /// With a plain `jwks_url`, accept tokens for any audience (explicitly).
+    pub allow_any_audience: bool,
     pub leeway_secs: u64,
     pub allow_pending: bool,
     pub max_token_bytes: usize,
+}
+
+/// A string or a list of strings (TOML `"a"` or `["a", "b"]`; in the
+/// environment, comma-separated).
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(untagged)]
+pub enum OneOrMany {
+    One(String),
+    Many(Vec<String>),
+}
+
+impl OneOrMany {
+    pub fn to_vec(&self) -> Vec<String> {
+        match self {
+            OneOrMany::One(one) => vec![one.clone()],
+            OneOrMany::Many(many) => many.clone(),
+        }
+    }
 }
 
 /// The default of `keys.max_stale_secs`: 7 days. See the README ("Keys
@@ -181,6 +206,8 @@ impl Default for VerifySettings {
             algorithms: None,
             issuer: None,
             authorized_parties: vec![],
+            audience: None,
+            allow_any_audience: false,
             leeway_secs: 5,
             allow_pending: false,
             max_token_bytes: 16 * 1024,
@@ -269,6 +296,16 @@ impl Config {
             KeySource::Jwks(_) => resolve_state_dir(k.state_dir.as_deref())?,
             KeySource::Pem { .. } => None,
         };
+        let clerk_mode = clerk_mode(k);
+        if !clerk_mode && v.issuer.is_none() {
+            return Err(
+                "verify.issuer: required with a plain keys.jwks_url (no Clerk secret, \
+                 publishable or PEM key): without it a token from anyone that key server \
+                 signs for would pass"
+                    .into(),
+            );
+        }
+        let audience = resolve_audience(v, clerk_mode)?;
         let issuer = match (&v.issuer, &frontend_api) {
             (Some(iss), _) if iss.is_empty() => {
                 return Err("verify.issuer: must not be empty".into())
@@ -295,6 +332,7 @@ impl Config {
                 validation: Validation {
                     issuer,
                     authorized_parties: v.authorized_parties.clone(),
+                    audience,
                     leeway_ms: v.leeway_secs as i64 * 1000,
                     allow_pending: v.allow_pending,
                 },
@@ -314,6 +352,48 @@ impl Config {
     pub fn key_store(&self) -> KeyStore {
         KeyStore::new(self.cache_capacity, self.min_refetch, self.fetch_timeout)
             .with_max_stale(self.max_stale)
+    }
+}
+
+/// Clerk mode: a secret, PEM or publishable key is set. Otherwise the keys
+/// come from a plain `jwks_url`: another issuer.
+fn clerk_mode(k: &KeySettings) -> bool {
+    k.secret_key.is_some()
+        || k.jwt_key.is_some()
+        || k.jwt_key_file.is_some()
+        || k.publishable_key.is_some()
+}
+
+/// The audiences a token's `aud` must name (empty: not checked). A plain
+/// `jwks_url` needs one, or the explicit `allow_any_audience`: an issuer
+/// such as Google or Auth0 signs tokens for every application it serves.
+fn resolve_audience(v: &VerifySettings, clerk_mode: bool) -> Result<Vec<String>, String> {
+    match (&v.audience, v.allow_any_audience) {
+        (Some(_), true) => {
+            Err("verify.audience and verify.allow_any_audience: set one, not both".into())
+        }
+        (Some(audience), false) => {
+            let list = audience.to_vec();
+            if list.is_empty() {
+                return Err(
+                    "verify.audience: must not be empty (to accept any audience, \
+                            set verify.allow_any_audience = true)"
+                        .into(),
+                );
+            }
+            if list.iter().any(String::is_empty) {
+                return Err("verify.audience: entries must not be empty".into());
+            }
+            Ok(list)
+        }
+        (None, true) => Ok(vec![]),
+        (None, false) if clerk_mode => Ok(vec![]),
+        (None, false) => Err(
+            "verify.audience: required with a plain keys.jwks_url: the aud your tokens carry \
+             (a string or a list), or verify.allow_any_audience = true to accept tokens the \
+             issuer made for any application"
+                .into(),
+        ),
     }
 }
 
@@ -376,12 +456,7 @@ fn resolve_browser(
 /// accept, the RS family; a plain `jwks_url` (another issuer) accepts every
 /// algorithm jwtgate implements, each still bound to its key type.
 fn resolve_algorithms(s: &Settings) -> Result<AlgorithmSet, String> {
-    let k = &s.keys;
-    let clerk_mode = k.secret_key.is_some()
-        || k.jwt_key.is_some()
-        || k.jwt_key_file.is_some()
-        || k.publishable_key.is_some();
-    let default = if clerk_mode {
+    let default = if clerk_mode(&s.keys) {
         AlgorithmSet::CLERK
     } else {
         AlgorithmSet::ALL
@@ -450,10 +525,121 @@ pub fn read_settings(path: Option<&Path>) -> Result<Settings, String> {
             .separator("__")
             .try_parsing(true)
             .list_separator(",")
-            .with_list_parse_key("verify.authorized_parties"),
+            .with_list_parse_key("verify.authorized_parties")
+            .with_list_parse_key("verify.audience")
+            .source(Some(jwtgate_variables(std::env::vars_os())?)),
     );
     let merged = builder.build().map_err(describe_error)?;
     merged.try_deserialize().map_err(describe_error)
+}
+
+/// The `JWTGATE_*` variables that are configuration: all but those
+/// Kubernetes sets for a Service (see [`is_kubernetes_service_variable`]).
+fn jwtgate_variables(
+    vars: impl Iterator<Item = (std::ffi::OsString, std::ffi::OsString)>,
+) -> Result<config::Map<String, String>, String> {
+    let mut map = config::Map::new();
+    for (name, value) in vars {
+        // Names that are not UTF-8 are skipped, as the config crate does.
+        let Some(name) = name.to_str() else { continue };
+        if !name
+            .get(..8)
+            .is_some_and(|p| p.eq_ignore_ascii_case("JWTGATE_"))
+        {
+            continue;
+        }
+        let value = value
+            .into_string()
+            .map_err(|_| format!("config: {name}: the value is not UTF-8"))?;
+        if is_kubernetes_service_variable(name, &value) {
+            log::debug!("ignoring {name}: a Kubernetes Service variable, not configuration");
+            continue;
+        }
+        map.insert(name.to_string(), value);
+    }
+    Ok(map)
+}
+
+/// Whether `name=value` is one of the variables Kubernetes gives a pod for
+/// a Service named `jwtgate` or `jwtgate-<more>` (the Docker-links style,
+/// on unless `enableServiceLinks: false`). Both the name's shape and the
+/// value must fit, so `JWTGATE_PORT=7070` (not `tcp://host:port`) or
+/// `JWTGATE_LISTEN_PORT=...` are still reported as unknown keys:
+///
+/// ```text
+/// JWTGATE_SERVICE_HOST=10.96.0.12           JWTGATE_PORT=tcp://10.96.0.12:7070
+/// JWTGATE_SERVICE_PORT=7070                 JWTGATE_PORT_7070_TCP=tcp://10.96.0.12:7070
+/// JWTGATE_SERVICE_PORT_<PORT NAME>=7070     JWTGATE_PORT_7070_TCP_PROTO=tcp
+///                                           JWTGATE_PORT_7070_TCP_PORT=7070
+///                                           JWTGATE_PORT_7070_TCP_ADDR=10.96.0.12
+/// ```
+pub fn is_kubernetes_service_variable(name: &str, value: &str) -> bool {
+    let Some(rest) = name.strip_prefix("JWTGATE") else {
+        return false;
+    };
+    // rest = <service name tail> <suffix>; try every split.
+    (0..=rest.len()).any(|i| {
+        rest.is_char_boundary(i) && service_tail(&rest[..i]) && service_link(&rest[i..], value)
+    })
+}
+
+/// `""`, or `_A_B` for a Service named `jwtgate-a-b`.
+fn service_tail(tail: &str) -> bool {
+    tail.is_empty()
+        || (tail.starts_with('_')
+            && !tail.ends_with('_')
+            && !tail.contains("__")
+            && tail.bytes().all(|b| upper_word(&[b])))
+}
+
+fn upper_word(s: &[u8]) -> bool {
+    !s.is_empty()
+        && s.iter()
+            .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit() || *b == b'_')
+}
+
+fn service_link(suffix: &str, value: &str) -> bool {
+    let ip = |v: &str| v.parse::<std::net::IpAddr>().is_ok();
+    let port = |v: &str| v.parse::<u16>().is_ok_and(|p| p > 0) && !v.starts_with('0');
+    // tcp://10.96.0.12:7070, tcp://[fd00::12]:7070
+    let url = |v: &str, proto: Option<&str>, want_port: Option<&str>| {
+        let Some((scheme, addr)) = v.split_once("://") else {
+            return false;
+        };
+        let Ok(addr) = addr.parse::<SocketAddr>() else {
+            return false;
+        };
+        matches!(scheme, "tcp" | "udp" | "sctp")
+            && proto.is_none_or(|p| p.eq_ignore_ascii_case(scheme))
+            && want_port.is_none_or(|p| p == addr.port().to_string())
+    };
+    match suffix {
+        "_SERVICE_HOST" => ip(value),
+        "_SERVICE_PORT" => port(value),
+        "_PORT" => url(value, None, None),
+        _ => {
+            if let Some(port_name) = suffix.strip_prefix("_SERVICE_PORT_") {
+                return upper_word(port_name.as_bytes()) && port(value);
+            }
+            let Some(rest) = suffix.strip_prefix("_PORT_") else {
+                return false;
+            };
+            let mut parts = rest.splitn(3, '_');
+            let (Some(number), Some(proto)) = (parts.next(), parts.next()) else {
+                return false;
+            };
+            if !port(number) || !matches!(proto, "TCP" | "UDP" | "SCTP") {
+                return false;
+            }
+            match parts.next() {
+                None => url(value, Some(proto), Some(number)),
+                Some("PROTO") => value == proto.to_ascii_lowercase(),
+                Some("PORT") => value == number,
+                Some("ADDR") => ip(value),
+                Some(_) => false,
+            }
+        }
+    }
 }
 
 /// Parses TOML text alone (no environment): for tests and fuzzing.
@@ -532,11 +718,22 @@ fn resolve_key_source(
             )
         }
     };
-    check_jwks_url(&url)?;
+    let private = check_jwks_url(&url)?;
     if let Some(secret) = &k.secret_key {
         if secret.is_empty() || secret.chars().any(|c| c.is_control() || c == ' ') {
             return Err("keys.secret_key: must be a non-empty token without spaces".into());
         }
+        if !private {
+            return Err(format!(
+                "keys.secret_key: would be sent in clear to keys.jwks_url {url}: the secret \
+                 goes over https only (plain http only to loopback)"
+            ));
+        }
+    } else if !private {
+        log::warn!(
+            "keys.jwks_url {url} is plain http and not on loopback: keys can be tampered \
+             with in transit"
+        );
     }
     Ok(KeySource::Jwks(JwksSource {
         url,
@@ -562,22 +759,21 @@ fn read_key_file(path: &Path) -> Result<String, String> {
     Ok(text)
 }
 
-fn check_jwks_url(url: &str) -> Result<(), String> {
+/// Checks a key URL; `true` when nothing on the network can read or change
+/// the exchange (https, or plain http to loopback).
+fn check_jwks_url(url: &str) -> Result<bool, String> {
     let parsed = reqwest::Url::parse(url)
         .map_err(|e| format!("keys.jwks_url: {url:?} is not a URL: {e}"))?;
     match parsed.scheme() {
-        "https" => Ok(()),
+        "https" => Ok(true),
         "http" => {
+            // The URL parser lowercases names and brackets IPv6 addresses.
             let host = parsed.host_str().unwrap_or_default();
             let ip = host.trim_start_matches('[').trim_end_matches(']');
-            let loopback = host == "localhost"
+            Ok(host == "localhost"
                 || ip
                     .parse::<std::net::IpAddr>()
-                    .is_ok_and(|ip| ip.is_loopback());
-            if !loopback {
-                log::warn!("keys.jwks_url {parsed} is plain http and not on loopback: keys can be tampered with in transit");
-            }
-            Ok(())
+                    .is_ok_and(|ip| ip.is_loopback()))
         }
         other => Err(format!(
             "keys.jwks_url: scheme {other:?} is not http or https"
@@ -645,16 +841,26 @@ mod tests {
         }
     }
 
+    /// A plain `jwks_url` config (another issuer) with its required
+    /// issuer and audience.
+    fn plain_jwks() -> Settings {
+        let mut s = Settings::default();
+        s.keys.jwks_url = Some("https://issuer.example/jwks".into());
+        s.verify.issuer = Some("https://issuer.example".into());
+        s.verify.audience = Some(OneOrMany::One("api://app".into()));
+        s
+    }
+
     #[test]
     fn algorithms_follow_the_mode() {
-        let mut s = Settings::default();
-        s.keys.jwks_url = Some("https://issuer.example/jwks".into());
         assert_eq!(
-            Config::from_settings(s).unwrap().policy.algorithms,
+            Config::from_settings(plain_jwks())
+                .unwrap()
+                .policy
+                .algorithms,
             AlgorithmSet::ALL
         );
-        let mut s = Settings::default();
-        s.keys.jwks_url = Some("https://issuer.example/jwks".into());
+        let mut s = plain_jwks();
         s.verify.algorithms = Some(vec!["ES256".into(), "EdDSA".into()]);
         let set = Config::from_settings(s).unwrap().policy.algorithms;
         assert!(set.contains(Algorithm::ES256) && !set.contains(Algorithm::RS256));
@@ -662,8 +868,7 @@ mod tests {
         s.keys.secret_key = Some("sk_test_x".into());
         s.verify.algorithms = Some(vec!["ES256".into()]);
         assert!(Config::from_settings(s).unwrap_err().contains("Clerk mode"));
-        let mut s = Settings::default();
-        s.keys.jwks_url = Some("https://issuer.example/jwks".into());
+        let mut s = plain_jwks();
         s.verify.algorithms = Some(vec!["HS256".into()]);
         assert!(Config::from_settings(s)
             .unwrap_err()
@@ -812,6 +1017,95 @@ mod tests {
     }
 
     #[test]
+    fn the_secret_goes_over_https_or_to_loopback_only() {
+        let with = |url: &str| {
+            let mut s = Settings::default();
+            s.keys.secret_key = Some("sk_test_x".into());
+            s.keys.jwks_url = Some(url.into());
+            Config::from_settings(s)
+        };
+        for ok in [
+            "https://api.clerk.com/v1/jwks",
+            "http://127.0.0.1:8080/v1/jwks",
+            "http://127.8.9.10/jwks",
+            "http://[::1]:80/jwks",
+            "http://localhost/jwks",
+            "http://LOCALHOST/jwks",
+        ] {
+            assert!(with(ok).is_ok(), "{ok}: {:?}", with(ok).err());
+        }
+        for bad in [
+            "http://api.clerk.com/v1/jwks",
+            "http://10.0.0.1/jwks",
+            "http://[::2]/jwks",
+            "http://localhost.example/jwks",
+            "http://127.0.0.1.nip.io/jwks",
+        ] {
+            let err = with(bad).unwrap_err();
+            assert!(
+                err.starts_with("keys.secret_key:") && err.contains("keys.jwks_url"),
+                "{bad}: {err}"
+            );
+        }
+        // Without a secret, plain http off loopback is allowed (with a warning).
+        let mut s = plain_jwks();
+        s.keys.jwks_url = Some("http://issuer.example/jwks".into());
+        assert!(Config::from_settings(s).is_ok());
+    }
+
+    #[test]
+    fn a_plain_jwks_url_needs_an_issuer_and_an_audience_or_an_explicit_opt_out() {
+        let mut s = plain_jwks();
+        s.verify.issuer = None;
+        assert!(Config::from_settings(s)
+            .unwrap_err()
+            .starts_with("verify.issuer: required"));
+        let mut s = plain_jwks();
+        s.verify.audience = None;
+        assert!(Config::from_settings(s)
+            .unwrap_err()
+            .starts_with("verify.audience: required"));
+        let mut s = plain_jwks();
+        s.verify.audience = Some(OneOrMany::Many(vec![]));
+        assert!(Config::from_settings(s)
+            .unwrap_err()
+            .starts_with("verify.audience: must not be empty"));
+        let mut s = plain_jwks();
+        s.verify.audience = Some(OneOrMany::Many(vec!["a".into(), "".into()]));
+        assert!(Config::from_settings(s).unwrap_err().contains("entries"));
+        let mut s = plain_jwks();
+        s.verify.allow_any_audience = true;
+        assert!(Config::from_settings(s)
+            .unwrap_err()
+            .contains("set one, not both"));
+        let mut s = plain_jwks();
+        s.verify.audience = None;
+        s.verify.allow_any_audience = true;
+        let c = Config::from_settings(s).unwrap();
+        assert!(c.policy.validation.audience.is_empty());
+        let mut s = plain_jwks();
+        s.verify.audience = Some(OneOrMany::Many(vec!["a".into(), "b".into()]));
+        let c = Config::from_settings(s).unwrap();
+        assert_eq!(c.policy.validation.audience, ["a", "b"]);
+        // Clerk mode needs neither (Clerk's session tokens carry no aud).
+        let mut s = Settings::default();
+        s.keys.secret_key = Some("sk_test_x".into());
+        assert!(Config::from_settings(s).is_ok());
+    }
+
+    #[test]
+    fn audience_reads_as_a_string_or_a_list_from_toml() {
+        let one = settings_from_toml("[verify]\naudience = \"api://a\"\n").unwrap();
+        assert_eq!(one.verify.audience, Some(OneOrMany::One("api://a".into())));
+        let many = settings_from_toml("[verify]\naudience = [\"a\", \"b\"]\n").unwrap();
+        assert_eq!(
+            many.verify.audience,
+            Some(OneOrMany::Many(vec!["a".into(), "b".into()]))
+        );
+        assert!(settings_from_toml("[verify]\naudience = 5\n").is_err());
+    }
+
+    #[test]
     fn staleness_and_the_state_directory() {
         let mut s = Settings::default();
         s.keys.secret_key = Some("sk_test_x".into());
@@ -864,5 +1158,66 @@ mod tests {
             None,
             "a PEM key needs no state"
         );
+    }
+
+    #[test]
+    fn kubernetes_service_variables_are_recognised_by_name_and_value() {
+        for (name, value) in [
+            ("JWTGATE_SERVICE_HOST", "10.96.0.12"),
+            ("JWTGATE_SERVICE_HOST", "fd00::12"),
+            ("JWTGATE_SERVICE_PORT", "7070"),
+            ("JWTGATE_SERVICE_PORT_HTTP_API", "7070"),
+            ("JWTGATE_PORT", "tcp://10.96.0.12:7070"),
+            ("JWTGATE_PORT", "udp://[fd00::12]:53"),
+            ("JWTGATE_PORT_7070_TCP", "tcp://10.96.0.12:7070"),
+            ("JWTGATE_PORT_7070_TCP_PROTO", "tcp"),
+            ("JWTGATE_PORT_7070_TCP_PORT", "7070"),
+            ("JWTGATE_PORT_7070_TCP_ADDR", "10.96.0.12"),
+            ("JWTGATE_PORT_53_SCTP_PROTO", "sctp"),
+            ("JWTGATE_ADMIN_SERVICE_HOST", "10.96.0.13"),
+            ("JWTGATE_ADMIN_2_PORT_9090_TCP", "tcp://10.96.0.13:9090"),
+        ] {
+            assert!(
+                is_kubernetes_service_variable(name, value),
+                "{name}={value}"
+            );
+        }
+        for (name, value) in [
+            ("JWTGATE_SERVICE_HOST", "example.com"),
+            ("JWTGATE_SERVICE_PORT", "http"),
+            ("JWTGATE_SERVICE_PORT", "0"),
+            ("JWTGATE_SERVICE_PORT", "070"),
+            ("JWTGATE_PORT", "7070"),
+            ("JWTGATE_PORT", "https://10.96.0.12:7070"),
+            ("JWTGATE_PORT_7070_TCP", "tcp://10.96.0.12:7071"),
+            ("JWTGATE_PORT_7070_TCP", "udp://10.96.0.12:7070"),
+            ("JWTGATE_PORT_7070_TCP_PROTO", "udp"),
+            ("JWTGATE_PORT_7070_TCP_PORT", "7071"),
+            ("JWTGATE_PORT_7070_TCP_HOST", "10.96.0.12"),
+            ("JWTGATE_PORT_7070_HTTP", "tcp://10.96.0.12:7070"),
+            ("JWTGATE_LISTEN_PORT", "7070"),
+            ("JWTGATE_LISTEN", "127.0.0.1:7070"),
+            ("JWTGATE_KEYS__JWKS_URL_PORT", "tcp://10.96.0.12:7070"),
+            ("JWTGATE__SERVICE_HOST", "10.96.0.12"),
+            ("JWTGATE_x_SERVICE_HOST", "10.96.0.12"),
+            ("jwtgate_service_host", "10.96.0.12"),
+            ("JWTGATEX_SERVICE_HOST", "10.96.0.12"),
+        ] {
+            assert!(
+                !is_kubernetes_service_variable(name, value),
+                "{name}={value}"
+            );
+        }
+        let vars = [
+            ("JWTGATE_SERVICE_HOST", "10.96.0.12"),
+            ("JWTGATE_LISTEN", "127.0.0.1:1"),
+            ("JWTGATE_PORT", "7070"),
+            ("OTHER", "x"),
+        ]
+        .map(|(n, v)| (n.into(), v.into()));
+        let kept = jwtgate_variables(vars.into_iter()).unwrap();
+        let mut names: Vec<&String> = kept.keys().collect();
+        names.sort();
+        assert_eq!(names, ["JWTGATE_LISTEN", "JWTGATE_PORT"]);
     }
 }

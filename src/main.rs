@@ -7,10 +7,12 @@ use jwtgate::config::Config;
 use jwtgate::{daemon, demo};
 
 fn main() -> ExitCode {
-    env_logger::Builder::from_env(
-        env_logger::Env::default().default_filter_or("info,may=warn,may_minihttp=off"),
-    )
-    .init();
+    let mut logger = env_logger::Builder::new();
+    logger.parse_filters(&cli::log_filters(std::env::var("RUST_LOG").ok().as_deref()));
+    if let Ok(style) = std::env::var("RUST_LOG_STYLE") {
+        logger.parse_write_style(&style);
+    }
+    logger.init();
     let args = match cli::parse_args(std::env::args().skip(1)) {
         Ok(args) => args,
         Err(e) => {

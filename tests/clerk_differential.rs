@@ -72,6 +72,7 @@ fn setups() -> Vec<Setup> {
     let v = |issuer: Option<&str>, parties: &[&str], leeway_ms| Validation {
         issuer: issuer.map(str::to_string),
         authorized_parties: parties.iter().map(|p| p.to_string()).collect(),
+        audience: vec![],
         leeway_ms,
         allow_pending: false,
     };
@@ -1622,7 +1623,7 @@ impl Strict {
 /// Header fields jwtgate reads (`header.rs`).
 const READ_HEADER: [&str; 5] = ["alg", "kid", "typ", "crit", "cat"];
 /// Claims jwtgate reads (`claims.rs`).
-const READ_CLAIMS: [&str; 18] = jwtgate::token::claims::CLAIM_NAMES;
+const READ_CLAIMS: [&str; 19] = jwtgate::token::claims::CLAIM_NAMES;
 const SESSION_CATEGORIES: [&str; 2] = ["cl_B7d4PD111AAA", "cl_I7d4PD111III"];
 /// The JavaScript `Date` range, in seconds.
 const JS_DATE_MAX_SECS: f64 = 8.64e12;

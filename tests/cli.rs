@@ -123,6 +123,39 @@ fn config_errors_name_the_key() {
             vec![],
             "keys.jwt_key and keys.jwt_key_file",
         ),
+        // The secret only over https (plain http only to loopback): refused
+        // before any connection is made.
+        (
+            "[keys]\njwks_url = \"http://192.0.2.1/v1/jwks\"\nsecret_key = \"sk_test_x\"\n".into(),
+            vec![],
+            "keys.secret_key: would be sent in clear to keys.jwks_url http://192.0.2.1/v1/jwks",
+        ),
+        (
+            String::new(),
+            vec![
+                ("CLERK_SECRET_KEY", "sk_test_x"),
+                ("JWTGATE_KEYS__JWKS_URL", "http://jwks.internal/v1/jwks"),
+            ],
+            "keys.secret_key",
+        ),
+        (
+            "[keys]\nsecret_key = \"sk_test_x\"\nmax_stale_secs = 600\n".into(),
+            vec![],
+            "keys.max_stale_secs: 600 must be more than keys.refresh_secs (3600)",
+        ),
+        (
+            "[keys]\nsecret_key = \"sk_test_x\"\nstate_dir = \"/nonexistent/state\"\n".into(),
+            vec![],
+            "keys.state_dir: /nonexistent/state",
+        ),
+        (
+            String::new(),
+            vec![
+                ("CLERK_SECRET_KEY", "sk_test_x"),
+                ("STATE_DIRECTORY", "/nonexistent/state:/x"),
+            ],
+            "keys.state_dir: /nonexistent/state",
+        ),
     ];
     for (toml, env, want) in cases {
         let config = write_config(&dir, &toml);
@@ -256,4 +289,83 @@ fn demo_prints_a_curl_line_whose_token_works() {
     );
     let _ = child.kill();
     let _ = child.wait();
+}
+
+/// Kubernetes gives every pod `<SERVICE>_SERVICE_HOST`, `<SERVICE>_PORT_...`
+/// variables for each Service; for a Service named `jwtgate` (or
+/// `jwtgate-...`) they start with `JWTGATE_`. They must not stop jwtgate,
+/// while a real typo in a `JWTGATE_*` name still does.
+#[test]
+fn kubernetes_service_variables_are_not_config_but_typos_are_reported() {
+    let key = Key::rsa("ins_k8s", 2048);
+    let dir = TempDir::new("k8s");
+    let config = write_config(
+        &dir,
+        &format!("[keys]\njwt_key = \"\"\"{}\"\"\"\n", key.public_pem()),
+    );
+    let kubernetes = [
+        ("JWTGATE_SERVICE_HOST", "10.96.0.12"),
+        ("JWTGATE_SERVICE_PORT", "7070"),
+        ("JWTGATE_SERVICE_PORT_HTTP", "7070"),
+        ("JWTGATE_PORT", "tcp://10.96.0.12:7070"),
+        ("JWTGATE_PORT_7070_TCP", "tcp://10.96.0.12:7070"),
+        ("JWTGATE_PORT_7070_TCP_PROTO", "tcp"),
+        ("JWTGATE_PORT_7070_TCP_PORT", "7070"),
+        ("JWTGATE_PORT_7070_TCP_ADDR", "10.96.0.12"),
+        ("JWTGATE_METRICS_SERVICE_HOST", "fd00::12"),
+        ("JWTGATE_METRICS_PORT", "tcp://[fd00::12]:9090"),
+        ("JWTGATE_METRICS_PORT_9090_TCP_ADDR", "fd00::12"),
+    ];
+    let out = run(&["--config", &config, "check"], &kubernetes);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+
+    for (typo, value, named) in [
+        ("JWTGATE_KEYS__JWKS_ULR", "https://x/jwks", "jwks_ulr"),
+        ("JWTGATE_LISTEN_PORT", "7070", "listen_port"),
+        ("JWTGATE_SERVICE_HOST", "not an address", "service_host"),
+        ("JWTGATE_PORT", "7070", "port"),
+        (
+            "JWTGATE_VERIFY_ISSUER",
+            "https://clerk.example.com",
+            "verify_issuer",
+        ),
+    ] {
+        let mut env = kubernetes.to_vec();
+        env.retain(|(k, _)| *k != typo);
+        env.push((typo, value));
+        let out = run(&["--config", &config, "check"], &env);
+        let err = text(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{typo}={value}: {err}");
+        assert!(err.contains(&format!("`{named}`")), "{typo}: {err}");
+    }
+}
+
+/// `RUST_LOG=info` or `debug` (as the shipped unit or an operator sets it)
+/// turns on jwtgate's own lines, not those of the HTTP libraries; naming a
+/// library still does.
+#[test]
+fn log_levels_leave_the_libraries_quiet_unless_named() {
+    let key = Key::rsa("ins_log", 2048);
+    let server = KeyServer::start(jwks(&[&key]));
+    let dir = TempDir::new("logs");
+    let config = write_config(&dir, &jwks_config(&server, ""));
+    let library_lines = |rust_log: &str| {
+        let out = run(&["--config", &config, "check"], &[("RUST_LOG", rust_log)]);
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        // env_logger's lines: `[<time> <LEVEL> <module path>] <message>`
+        text(&out.stderr)
+            .lines()
+            .filter_map(|l| l.strip_prefix('[')?.split(']').next())
+            .filter_map(|head| head.split_whitespace().nth(2))
+            .filter(|module| !module.starts_with("jwtgate"))
+            .count()
+    };
+    let quiet = (library_lines("info"), library_lines("debug"));
+    let named = library_lines("info,reqwest=debug,hyper_util=debug");
+    eprintln!(
+        "library log lines: {} at info, {} at debug, {named} when named",
+        quiet.0, quiet.1
+    );
+    assert_eq!(quiet, (0, 0));
+    assert!(named > 0, "naming a library turns its lines on");
 }

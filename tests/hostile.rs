@@ -23,12 +23,14 @@ fn clerk_daemon(keys: &[&Key]) -> (KeyServer, Daemon) {
     (server, daemon)
 }
 
-/// A daemon for another issuer: a public JWKS, every algorithm allowed.
+/// A daemon for another issuer: a public JWKS, every algorithm allowed,
+/// any audience (the test tokens carry none).
 fn generic_daemon(keys: &[&Key]) -> (KeyServer, Daemon) {
     let server = KeyServer::start(jwks(keys));
     server.public.store(true, Ordering::SeqCst);
     let config = format!(
-        "[keys]\njwks_url = \"{}\"\nmin_refetch_secs = 2\n[verify]\nissuer = \"{ISSUER}\"\n",
+        "[keys]\njwks_url = \"{}\"\nmin_refetch_secs = 2\n\
+         [verify]\nissuer = \"{ISSUER}\"\nallow_any_audience = true\n",
         server.url()
     );
     let daemon = Daemon::start(&config);

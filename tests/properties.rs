@@ -129,6 +129,7 @@ fn strict() -> Validation {
     Validation {
         issuer: Some(ISSUER.into()),
         authorized_parties: vec![AZP.into()],
+        audience: vec![],
         leeway_ms: 5000,
         allow_pending: false,
     }
@@ -1119,6 +1120,7 @@ fn policy() -> impl Strategy<Value = Validation> {
             } else {
                 vec![]
             },
+            audience: vec![],
             leeway_ms,
             allow_pending,
         })

@@ -215,6 +215,7 @@ pub fn strict_validation() -> Validation {
     Validation {
         issuer: Some(ISSUER.into()),
         authorized_parties: vec![AZP.into()],
+        audience: vec![],
         leeway_ms: 5000,
         allow_pending: false,
     }
@@ -225,6 +226,7 @@ pub fn open_validation() -> Validation {
     Validation {
         issuer: None,
         authorized_parties: vec![],
+        audience: vec![],
         leeway_ms: 0,
         allow_pending: true,
     }

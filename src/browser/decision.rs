@@ -992,6 +992,7 @@ mod tests {
                 authorized_parties: vec!["https://app.example.com".into()],
                 leeway_ms: 5000,
                 allow_pending: false,
+                audience: vec![],
             }
             .validate(&d.claims, now_ms)?;
             Ok(d.claims
@@ -1991,6 +1992,7 @@ mod tests {
                 authorized_parties: vec![],
                 leeway_ms: 5000,
                 allow_pending: false,
+                audience: vec![],
             },
             max_token_bytes: 16 * 1024,
         };

@@ -4,8 +4,10 @@
 //! non-empty string; `exp` required; `exp`, `nbf` and `iat` compared in
 //! milliseconds after truncating fractional seconds, with the leeway on the
 //! lenient side; `iss` and `azp` matched exactly. jwtgate is stricter in
-//! one place: time claims beyond the range of a JavaScript `Date`
-//! (±8.64e12 s), which Clerk's JS silently accepts, are refused.
+//! two places: time claims beyond the range of a JavaScript `Date`
+//! (±8.64e12 s), which Clerk's JS silently accepts, are refused; and with
+//! an audience configured, a token without `aud` (which Clerk lets through)
+//! is refused.
 
 use serde::Deserialize;
 
@@ -17,8 +19,9 @@ const MAX_TIME_SECS: f64 = 8.64e12;
 
 /// The names of the claims [`Claims`] reads (for tests and fuzzing: a
 /// claim outside this list never changes a decision).
-pub const CLAIM_NAMES: [&str; 18] = [
+pub const CLAIM_NAMES: [&str; 19] = [
     "sub",
+    "aud",
     "sid",
     "exp",
     "nbf",
@@ -43,6 +46,9 @@ pub const CLAIM_NAMES: [&str; 18] = [
 pub struct Claims {
     #[serde(default, deserialize_with = "present")]
     pub sub: Option<Json>,
+    /// RFC 7519 audience: a string or an array of strings.
+    #[serde(default, deserialize_with = "present")]
+    pub aud: Option<Json>,
     #[serde(default, deserialize_with = "present")]
     pub sid: Option<Json>,
     #[serde(default, deserialize_with = "present")]
@@ -100,6 +106,9 @@ pub struct Validation {
     pub issuer: Option<String>,
     /// When non-empty, `azp` must be present and one of these.
     pub authorized_parties: Vec<String>,
+    /// When non-empty, `aud` must be present and name one of these (a
+    /// string equal to one, or an array of strings holding one).
+    pub audience: Vec<String>,
     /// Clock skew allowed on `exp`, `nbf` and `iat`, in milliseconds.
     pub leeway_ms: i64,
     /// Accept `sts: "pending"` sessions (Clerk treats them as signed out).
@@ -114,6 +123,7 @@ impl Validation {
             Some(Json::String(s)) if !s.is_empty() => {}
             _ => return Err(TokenError::InvalidSubject),
         }
+        self.check_audience(claims)?;
         self.check_authorized_party(claims)?;
         self.check_issuer(claims)?;
         let leeway = self.leeway_ms as f64;
@@ -137,6 +147,28 @@ impl Validation {
             return Err(TokenError::SessionPending);
         }
         Ok(())
+    }
+
+    /// RFC 7519 4.1.3: the token must name one of the configured audiences.
+    /// An array must hold strings only; a missing `aud` is refused.
+    fn check_audience(&self, claims: &Claims) -> Result<(), TokenError> {
+        if self.audience.is_empty() {
+            return Ok(());
+        }
+        let wanted = |aud: &str| self.audience.iter().any(|a| a == aud);
+        let ok = match &claims.aud {
+            Some(Json::String(aud)) => wanted(aud),
+            Some(Json::Array(items)) => {
+                items.iter().all(|i| matches!(i, Json::String(_)))
+                    && items.iter().filter_map(Json::as_str).any(wanted)
+            }
+            _ => false,
+        };
+        if ok {
+            Ok(())
+        } else {
+            Err(TokenError::InvalidAudience)
+        }
     }
 
     fn check_authorized_party(&self, claims: &Claims) -> Result<(), TokenError> {
@@ -211,6 +243,7 @@ mod tests {
         Validation {
             issuer: Some("https://clerk.example.com".into()),
             authorized_parties: vec!["https://app.example.com".into()],
+            audience: vec![],
             leeway_ms: 5000,
             allow_pending: false,
         }
@@ -340,6 +373,48 @@ mod tests {
     }
 
     #[test]
+    fn audience_is_a_string_or_an_array_that_names_a_configured_one() {
+        let v = Validation {
+            audience: vec!["api://orders".into(), "https://app.example.com".into()],
+            ..strict()
+        };
+        for good in [
+            json!("api://orders"),
+            json!("https://app.example.com"),
+            json!(["other", "api://orders"]),
+            json!(["https://app.example.com"]),
+        ] {
+            assert_eq!(check(&v, with("aud", good.clone())), Ok(()), "{good}");
+        }
+        for bad in [
+            json!("<absent>"),
+            json!("api://other"),
+            json!("API://ORDERS"),
+            json!("api://orders/"),
+            json!([]),
+            json!(["other"]),
+            json!(["api://orders", 7]),
+            json!([["api://orders"]]),
+            json!(null),
+            json!(7),
+            json!({"aud": "api://orders"}),
+            json!(""),
+        ] {
+            assert_eq!(
+                check(&v, with("aud", bad.clone())),
+                Err(InvalidAudience),
+                "{bad}"
+            );
+        }
+        // Without a configured audience, aud is not looked at.
+        for any in [json!("x"), json!(7), json!("<absent>")] {
+            assert_eq!(check(&strict(), with("aud", any.clone())), Ok(()), "{any}");
+        }
+        // The subject is checked first, as in Clerk.
+        assert_eq!(check(&v, with("sub", json!(""))), Err(InvalidSubject));
+    }
+
+    #[test]
     fn pending_sessions_are_signed_out_unless_allowed() {
         assert_eq!(
             check(&strict(), with("sts", json!("pending"))),
@@ -362,6 +437,7 @@ mod tests {
         let c = Claims::parse(Value::Object(all).to_string().as_bytes()).unwrap();
         let read = [
             &c.sub,
+            &c.aud,
             &c.sid,
             &c.exp,
             &c.nbf,

@@ -52,6 +52,8 @@ pub enum TokenError {
     InvalidIssuer,
     /// `azp` missing or not in `verify.authorized_parties`.
     InvalidAuthorizedParty,
+    /// `verify.audience` set and `aud` missing or naming none of it.
+    InvalidAudience,
     /// `sts: "pending"` and pending sessions are not allowed.
     SessionPending,
     /// A claim that would become a header holds a control character or is too long.
@@ -63,7 +65,7 @@ pub enum TokenError {
 
 impl TokenError {
     /// All variants, in a fixed order (used to index metric counters).
-    pub const ALL: [TokenError; 24] = [
+    pub const ALL: [TokenError; 25] = [
         TokenError::Missing,
         TokenError::AmbiguousAuthorization,
         TokenError::TooLarge,
@@ -85,6 +87,7 @@ impl TokenError {
         TokenError::IssuedInTheFuture,
         TokenError::InvalidIssuer,
         TokenError::InvalidAuthorizedParty,
+        TokenError::InvalidAudience,
         TokenError::SessionPending,
         TokenError::UnsafeHeaderValue,
         TokenError::KeysUnavailable,
@@ -114,6 +117,7 @@ impl TokenError {
             TokenError::IssuedInTheFuture => "token-iat-in-the-future",
             TokenError::InvalidIssuer => "token-invalid-issuer",
             TokenError::InvalidAuthorizedParty => "token-invalid-authorized-parties",
+            TokenError::InvalidAudience => "token-invalid-audience",
             TokenError::SessionPending => "session-pending",
             TokenError::UnsafeHeaderValue => "token-unsafe-claim-value",
             TokenError::KeysUnavailable => "jwk-remote-failed-to-load",
