@@ -368,4 +368,34 @@ fn log_levels_leave_the_libraries_quiet_unless_named() {
     );
     assert_eq!(quiet, (0, 0));
     assert!(named > 0, "naming a library turns its lines on");
+
+    // The daemon as the shipped unit runs it: 50 keep-alive connections
+    // that each ask once and close (as nginx does when idle).
+    let daemon = Daemon::start_with(&jwks_config(&server, ""), |cmd| {
+        cmd.env("RUST_LOG", "info");
+    });
+    daemon.wait_ready();
+    for _ in 0..50 {
+        let mut stream = std::net::TcpStream::connect(daemon.addr).unwrap();
+        stream
+            .write_all(b"GET /healthz HTTP/1.1\r\nHost: t\r\n\r\n")
+            .unwrap();
+        read_response(&mut BufReader::new(&stream)).unwrap();
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    let log = daemon.log_text();
+    let foreign: Vec<&str> = log
+        .lines()
+        .filter(|l| {
+            l.strip_prefix('[')
+                .and_then(|l| l.split(']').next())
+                .and_then(|head| head.split_whitespace().nth(2))
+                .is_some_and(|module| !module.starts_with("jwtgate"))
+        })
+        .collect();
+    eprintln!(
+        "daemon at RUST_LOG=info, 50 connections: {} library lines",
+        foreign.len()
+    );
+    assert!(foreign.is_empty(), "{foreign:?}");
 }
