@@ -13,8 +13,9 @@
 //!   algorithms, claims and their validation, the identity they carry, and
 //!   [`TokenError`], the one enum of reasons a token fails.
 //! - [`keys`]: OpenSSL verifying keys (JWK, PEM), the [`KeyStore`] that
-//!   holds them by kid with the unknown-kid refetch bound, key sources (the
-//!   JWKS fetch) and the refresher thread.
+//!   holds them by kid with their age and the unknown-kid refetch bound, key
+//!   sources (the JWKS fetch), the state file that keeps them across
+//!   restarts, and the refresher thread.
 //! - [`verify`]: one token against the keys and a [`Policy`]: signature
 //!   before claims.
 //! - [`gate`]: from request headers to a [`Decision`]: token extraction,

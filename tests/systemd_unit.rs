@@ -227,6 +227,9 @@ fn unit_keeps_required_settings() {
         "ExecReload= must send SIGHUP to the main process, got {reload:?}"
     );
 
+    // Keys survive restarts: jwtgate reads $STATE_DIRECTORY.
+    assert_eq!(single(&unit, "StateDirectory"), "jwtgate");
+
     let memory_max = single(&unit, "MemoryMax");
     assert!(!memory_max.is_empty(), "MemoryMax= must set a limit");
 
