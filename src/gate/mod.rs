@@ -253,3 +253,64 @@ fn log_decision<'a>(
         ),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::keys::jwk::VerifyingKey;
+    use crate::keys::store::{unix_now, KeyStore};
+    use crate::token::algorithms::AlgorithmSet;
+    use crate::verify::Policy;
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    use base64::Engine;
+
+    fn gate(store: KeyStore) -> Gate {
+        let policy = Policy {
+            algorithms: AlgorithmSet::ALL,
+            validation: Default::default(),
+            max_token_bytes: 16 * 1024,
+        };
+        let options = GateOptions {
+            cache_tokens: 0,
+            decision_ttl: Duration::from_secs(60),
+            cookie_suffix: None,
+        };
+        Gate::new(
+            Verifier::new(Arc::new(store), policy),
+            options,
+            Arc::new(Metrics::default()),
+        )
+    }
+
+    #[test]
+    fn readiness_says_how_old_the_keys_are() {
+        let rsa = openssl::rsa::Rsa::generate(2048).unwrap();
+        let key = VerifyingKey::from_jwk(&serde_json::json!({
+            "kty": "RSA", "kid": "k",
+            "n": URL_SAFE_NO_PAD.encode(rsa.n().to_vec()),
+            "e": URL_SAFE_NO_PAD.encode(rsa.e().to_vec()),
+        }))
+        .unwrap();
+        let store = KeyStore::new(4, Duration::from_secs(10), Duration::from_millis(1))
+            .with_max_stale(Duration::from_secs(600));
+        let now = unix_now();
+        let g = gate(store);
+        assert_eq!(g.readiness(now), (false, "no keys loaded\n".into()));
+        let keys = g.verifier().keys();
+        keys.install_jwks_fetched_at(vec![key.clone()], now - 35);
+        assert_eq!(
+            g.readiness(now),
+            (true, "ready: 1 key(s), 35 s old (at most 600)\n".into())
+        );
+        assert!(g.is_ready());
+        keys.install_jwks_fetched_at(vec![key], now - 700);
+        assert_eq!(
+            g.readiness(now),
+            (
+                false,
+                "keys too old: 1 key(s), 700 s old (at most 600)\n".into()
+            )
+        );
+        assert!(!g.is_ready());
+    }
+}
