@@ -23,15 +23,15 @@ fn main() -> ExitCode {
     let path = args.config.as_deref();
     let result = match args.command {
         Command::Help => {
-            print!("{USAGE}");
+            print_out(USAGE);
             return ExitCode::SUCCESS;
         }
         Command::Version => {
-            println!("jwtgate {}", env!("CARGO_PKG_VERSION"));
+            print_out(&format!("jwtgate {}\n", env!("CARGO_PKG_VERSION")));
             return ExitCode::SUCCESS;
         }
         Command::Demo => demo::prepare().and_then(|(config, token)| {
-            println!("{}", demo::instructions(&config, &token));
+            print_out(&format!("{}\n", demo::instructions(&config, &token)));
             daemon::run(config, None, daemon::signals()?)
         }),
         Command::Run => {
@@ -39,10 +39,10 @@ fn main() -> ExitCode {
         }
         Command::Check => Config::load(path)
             .and_then(|c| cli::check(&c))
-            .map(|line| println!("{line}")),
+            .map(|line| print_out(&format!("{line}\n"))),
         Command::Verify(token) => match Config::load(path).and_then(|c| cli::verify(&c, &token)) {
             Ok(Ok(claims)) => {
-                println!("{claims}");
+                print_out(&format!("{claims}\n"));
                 return ExitCode::SUCCESS;
             }
             Ok(Err(reason)) => {
@@ -59,4 +59,12 @@ fn main() -> ExitCode {
             ExitCode::from(2)
         }
     }
+}
+
+/// Writes to stdout; a reader that went away (`jwtgate verify ... | head -1`)
+/// is not an error worth a panic, which `println!` would make of it.
+fn print_out(text: &str) {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    let _ = out.write_all(text.as_bytes()).and_then(|()| out.flush());
 }

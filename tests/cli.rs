@@ -229,6 +229,23 @@ fn verify_prints_claims_or_the_reason() {
     let out = child.wait_with_output().unwrap();
     assert!(out.status.success());
     assert!(text(&out.stdout).contains("\"user_cli\""));
+
+    // `jwtgate verify ... | head -1`: a reader that went away is no panic.
+    let mut child = jwtgate_command()
+        .args(["--config", &config, "verify", &token])
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stdout.take()); // closed before jwtgate writes
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert!(
+        !text(&out.stderr).contains("panicked"),
+        "{}",
+        text(&out.stderr)
+    );
 }
 
 #[test]
