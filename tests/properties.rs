@@ -24,6 +24,7 @@ use jwtgate::config::{settings_from_toml, Config};
 use jwtgate::gate::metrics::Metrics;
 use jwtgate::gate::{Call, Gate, GateOptions};
 use jwtgate::keys::jwk::{parse_jwks, VerifyingKey};
+use jwtgate::keys::source::KeySource;
 use jwtgate::keys::store::KeyStore;
 use jwtgate::token::algorithms::AlgorithmSet;
 use jwtgate::token::claims::Validation;
@@ -638,7 +639,7 @@ fn toml_value(key: &'static str) -> BoxedStrategy<String> {
     let typed = match key {
         "listen" => quoted(vec!["127.0.0.1:7070", "[::1]:80", "0.0.0.0:0", "localhost:80", ""]),
         "workers" => number(vec![0, 1, 256, 257]),
-        "pin_workers" | "verify.allow_pending" => {
+        "pin_workers" | "verify.allow_pending" | "verify.allow_any_audience" => {
             any::<bool>().prop_map(|b| b.to_string()).boxed()
         }
         "keys.jwks_url" => quoted(vec![
@@ -667,6 +668,15 @@ fn toml_value(key: &'static str) -> BoxedStrategy<String> {
         "keys.refresh_secs" => number(vec![9, 10, 604_800, 604_801]),
         "keys.min_refetch_secs" => number(vec![0, 1, 3600, 3601]),
         "keys.fetch_timeout_ms" => number(vec![99, 100, 60_000, 60_001]),
+        "keys.max_stale_secs" => number(vec![59, 60, 3600, 3601, 604_800, 31_536_000, 31_536_001]),
+        "verify.audience" => prop_oneof![
+            Just("\"api://app\"".to_string()),
+            Just("[\"api://app\", \"b\"]".to_string()),
+            Just("[]".to_string()),
+            Just("[\"\"]".to_string()),
+            Just("\"\"".to_string()),
+        ]
+        .boxed(),
         "verify.leeway_secs" => number(vec![0, 5, 300, 301]),
         "verify.max_token_bytes" => number(vec![511, 512, 65_536, 65_537]),
         "cache.tokens" => number(vec![0, 10_000_000, 10_000_001]),
@@ -697,7 +707,7 @@ fn toml_value(key: &'static str) -> BoxedStrategy<String> {
     .boxed()
 }
 
-const TOML_KEYS: [&str; 20] = [
+const TOML_KEYS: [&str; 23] = [
     "listen",
     "workers",
     "pin_workers",
@@ -710,9 +720,12 @@ const TOML_KEYS: [&str; 20] = [
     "keys.refresh_secs",
     "keys.min_refetch_secs",
     "keys.fetch_timeout_ms",
+    "keys.max_stale_secs",
     "verify.algorithms",
     "verify.issuer",
     "verify.authorized_parties",
+    "verify.audience",
+    "verify.allow_any_audience",
     "verify.leeway_secs",
     "verify.allow_pending",
     "verify.max_token_bytes",
@@ -752,7 +765,37 @@ fn check_config(text: &str) -> Option<Config> {
     if settings.keys.jwt_key_file.is_some() {
         settings.keys.jwt_key_file = Some("/nonexistent/jwtgate-properties/key.pem".into());
     }
+    let clerk_mode = settings.keys.secret_key.is_some()
+        || settings.keys.jwt_key.is_some()
+        || settings.keys.jwt_key_file.is_some()
+        || settings.keys.publishable_key.is_some();
+    let allow_any_audience = settings.verify.allow_any_audience;
+    let secret = settings.keys.secret_key.is_some();
     let config = Config::from_settings(settings).ok()?;
+    // Keys never go stale between two refreshes.
+    assert!(config.max_stale > config.refresh_every);
+    // Another issuer: an issuer, and an audience unless explicitly any.
+    if !clerk_mode {
+        assert!(config.policy.validation.issuer.is_some());
+        assert!(!config.policy.validation.audience.is_empty() || allow_any_audience);
+    }
+    assert!(config
+        .policy
+        .validation
+        .audience
+        .iter()
+        .all(|a| !a.is_empty()));
+    // The secret travels over https or to loopback only.
+    if let (true, KeySource::Jwks(j)) = (secret, &config.key_source) {
+        assert!(
+            j.url.starts_with("https://")
+                || ["http://127.", "http://[::1]", "http://localhost"]
+                    .iter()
+                    .any(|p| j.url.starts_with(p)),
+            "{}",
+            j.url
+        );
+    }
     assert!((0..=300_000).contains(&config.policy.validation.leeway_ms));
     assert!((512..=65536).contains(&config.policy.max_token_bytes));
     assert!((1..=10_000).contains(&config.cache_capacity));
