@@ -95,12 +95,11 @@ impl AuthService {
     }
 
     fn readyz(&mut self, rsp: &mut Response) {
-        if !self.gate.is_ready() {
+        let (ready, body) = self.gate.readiness(crate::keys::store::unix_now());
+        if !ready {
             rsp.status_code(503, "Service Unavailable");
-            rsp.body("no keys loaded\n");
-        } else {
-            rsp.body("ready\n");
         }
+        rsp.body_vec(body.into_bytes());
     }
 
     fn metrics(&mut self, rsp: &mut Response) {
