@@ -982,9 +982,10 @@ mod tests {
             "{both}[browser]\nproxy_url = \"clerk.example.com\"\n"
         ))
         .starts_with("browser.proxy_url"));
+        // The secret would go to <api_url>/v1/jwks in clear.
         assert!(
             err(&format!("{both}api_url = \"http://api.example.com\"\n"))
-                .starts_with("keys.api_url")
+                .starts_with("keys.secret_key: would be sent in clear")
         );
         assert!(err(&format!("{both}api_url = \"nope\"\n")).starts_with("keys.api_url"));
         assert!(err("[browser]\nsign_in = \"x\"\n").contains("unknown field"));
