@@ -362,7 +362,9 @@ fn a_dripping_key_server_cannot_stall_fetches_or_reloads() {
         .find(|l| l.contains("reload failed"))
         .unwrap_or_default();
     eprintln!("reload against a dripping key server ended after {reload:?}: {line}");
-    assert!(reload < Duration::from_millis(2500), "{reload:?}");
+    // The deadline is 1 s; the old per-read timeout took minutes. The bound
+    // leaves room for a loaded machine (CI runs tests in parallel).
+    assert!(reload < Duration::from_secs(6), "{reload:?}");
     assert_eq!(daemon.bearer(&key.sign(&claims("u"))).status, 200);
 
     let dir = TempDir::new("drip");
@@ -377,7 +379,7 @@ fn a_dripping_key_server_cannot_stall_fetches_or_reloads() {
     let check = started.elapsed();
     eprintln!("`jwtgate check` against a dripping key server: {check:?}");
     assert_eq!(out.status.code(), Some(2));
-    assert!(check < Duration::from_millis(2500), "{check:?}");
+    assert!(check < Duration::from_secs(6), "{check:?}");
 
     server.set_mode(Mode::Normal);
     let fetches = server.fetches();
