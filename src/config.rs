@@ -718,7 +718,7 @@ fn resolve_key_source(
             )
         }
     };
-    let private = check_jwks_url(&url)?;
+    let (url, private) = check_jwks_url(&url)?;
     if let Some(secret) = &k.secret_key {
         if secret.is_empty() || secret.chars().any(|c| c.is_control() || c == ' ') {
             return Err("keys.secret_key: must be a non-empty token without spaces".into());
@@ -759,26 +759,32 @@ fn read_key_file(path: &Path) -> Result<String, String> {
     Ok(text)
 }
 
-/// Checks a key URL; `true` when nothing on the network can read or change
-/// the exchange (https, or plain http to loopback).
-fn check_jwks_url(url: &str) -> Result<bool, String> {
+/// Checks a key URL; gives its parsed form and `true` when nothing on the
+/// network can read or change the exchange (https, or plain http to
+/// loopback).
+fn check_jwks_url(url: &str) -> Result<(String, bool), String> {
     let parsed = reqwest::Url::parse(url)
         .map_err(|e| format!("keys.jwks_url: {url:?} is not a URL: {e}"))?;
-    match parsed.scheme() {
-        "https" => Ok(true),
+    let private = match parsed.scheme() {
+        "https" => true,
         "http" => {
             // The URL parser lowercases names and brackets IPv6 addresses.
             let host = parsed.host_str().unwrap_or_default();
             let ip = host.trim_start_matches('[').trim_end_matches(']');
-            Ok(host == "localhost"
+            host == "localhost"
                 || ip
                     .parse::<std::net::IpAddr>()
-                    .is_ok_and(|ip| ip.is_loopback()))
+                    .is_ok_and(|ip| ip.is_loopback())
         }
-        other => Err(format!(
-            "keys.jwks_url: scheme {other:?} is not http or https"
-        )),
-    }
+        other => {
+            return Err(format!(
+                "keys.jwks_url: scheme {other:?} is not http or https"
+            ))
+        }
+    };
+    // The parsed form: what is fetched, logged and keyed in the state file
+    // (the parser drops edge whitespace and normalises case).
+    Ok((parsed.to_string(), private))
 }
 
 /// Decodes a Clerk publishable key (`pk_live_`/`pk_test_` + base64 of
