@@ -8,9 +8,9 @@
 //! response right after `call` returns, before the next request on that
 //! connection is read. That lets dynamic header lines live in a buffer the
 //! service owns (see [`AuthService::header_view`]). The service never
-//! returns `Err` (the library would answer 500 with the error text) and
-//! never calls `Request::body()` (it panics on a bad Content-Length, and
-//! nginx may announce a body it never sends).
+//! returns `Err` (the library would answer 500) and never reads a body: the
+//! patched library (vendor/may_minihttp) skips it, and closes the
+//! connection after the answer when an announced body has not arrived.
 
 use std::io;
 use std::sync::Arc;
@@ -78,12 +78,6 @@ impl AuthService {
             rsp.status_code(status as usize, reason_phrase(status));
         }
         decision.render_headers_in(style, &mut self.headers);
-        if declares_body(req) {
-            // nginx may forward a client's Content-Length without the body;
-            // answer now, and ask the peer not to reuse a connection whose
-            // framing is in doubt.
-            self.headers.push_str("\r\nConnection: close");
-        }
         if !self.headers.is_empty() {
             rsp.header(self.header_view());
         }
@@ -128,11 +122,4 @@ fn reason_phrase(status: u16) -> &'static str {
         503 => "Service Unavailable",
         _ => "Internal Server Error",
     }
-}
-
-fn declares_body(req: &Request) -> bool {
-    req.headers().iter().any(|h| {
-        (h.name.eq_ignore_ascii_case("content-length") && h.value.iter().any(|b| *b != b'0'))
-            || h.name.eq_ignore_ascii_case("transfer-encoding")
-    })
 }
