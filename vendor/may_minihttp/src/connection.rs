@@ -31,9 +31,11 @@ const BUF_LEN: usize = 4096 * 8;
 /// the client reads (a client that pipelines without reading cannot grow
 /// the response buffer).
 const RSP_HIGH_WATER: usize = 8 * BUF_LEN;
-/// How long a closing connection keeps reading (and dropping) what the
-/// client still sends, so that its answer is not lost to a reset.
+/// How long, and how much, a closing connection keeps reading (and
+/// dropping) of what the client still sends, so that its answer is not lost
+/// to a reset.
 const LINGER_MS: u64 = 2_000;
+const LINGER_BYTES: usize = 1024 * 1024;
 
 /// The socket of a connection, its slot, and the body being read.
 pub(crate) struct ConnIo {
@@ -139,15 +141,19 @@ impl ConnIo {
     }
 
     /// After the last answer: shut down our side, then read and drop what
-    /// the client still sends until it closes, for at most [`LINGER_MS`].
+    /// the client still sends until it closes, for at most [`LINGER_MS`]
+    /// and [`LINGER_BYTES`].
     fn linger(&mut self, buf: &mut BytesMut) {
         if self.stream.shutdown(Shutdown::Write).is_err() {
             return;
         }
         let deadline = self.shared.now_ms().saturating_add(LINGER_MS);
-        loop {
+        let mut dropped = 0;
+        while dropped < LINGER_BYTES {
             buf.clear();
-            match nonblock_read(self.stream.inner_mut(), buf) {
+            let state = nonblock_read(self.stream.inner_mut(), buf);
+            dropped += buf.len();
+            match state {
                 Ok(ReadState::Blocked) => {
                     if self.wait(deadline) {
                         return;
