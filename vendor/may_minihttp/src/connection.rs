@@ -61,6 +61,7 @@ impl ConnIo {
 
     /// Waits until the socket is ready, the server wakes the connection
     /// (draining), or `deadline` (ms) passes; true when it has passed.
+    #[inline]
     fn wait(&mut self, deadline: u64) -> bool {
         if self.shared.now_ms() >= deadline {
             return true;
@@ -82,10 +83,7 @@ impl ConnIo {
                     return Ok(n);
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                    let deadline = Shared::deadline(
-                        self.shared.now_ms(),
-                        self.shared.config.header_read_timeout,
-                    );
+                    let deadline = Shared::deadline(self.shared.now_ms(), self.shared.header_ms);
                     if self.wait(deadline) {
                         return Err(io::Error::new(
                             io::ErrorKind::TimedOut,
@@ -101,7 +99,11 @@ impl ConnIo {
 
     /// Drops the rest of the current body as far as the buffer and the
     /// socket have it, without waiting. True when the whole body is gone.
+    #[inline]
     fn skip_body(&mut self, req_buf: &mut BytesMut, peer_eof: &mut bool) -> io::Result<bool> {
+        if self.body_left == 0 {
+            return Ok(true);
+        }
         let buffered = (req_buf.len() as u64).min(self.body_left);
         req_buf.advance(buffered as usize);
         self.body_left -= buffered;
@@ -133,7 +135,7 @@ impl ConnIo {
             if rsp_buf.is_empty() {
                 return Ok(true);
             }
-            let deadline = Shared::deadline(self.shared.now_ms(), self.shared.config.idle_timeout);
+            let deadline = Shared::deadline(self.shared.now_ms(), self.shared.idle_ms);
             if self.wait(deadline) {
                 return Ok(false);
             }
@@ -256,10 +258,7 @@ pub(crate) fn serve<T: HttpService>(io: &mut ConnIo, mut service: T) -> io::Resu
         (0..io.shared.config.max_headers)
             .map(|_| MaybeUninit::uninit())
             .collect();
-    let (idle_timeout, header_timeout) = (
-        io.shared.config.idle_timeout,
-        io.shared.config.header_read_timeout,
-    );
+    let (idle_ms, header_ms) = (io.shared.idle_ms, io.shared.header_ms);
 
     // bytes of the buffered partial head already searched for its end
     let mut scanned = 0;
@@ -393,8 +392,8 @@ pub(crate) fn serve<T: HttpService>(io: &mut ConnIo, mut service: T) -> io::Resu
 
         if read_blocked || !rsp_buf.is_empty() {
             let deadline = match request_since {
-                Some(since) => Shared::deadline(since, header_timeout),
-                None => Shared::deadline(io.shared.now_ms(), idle_timeout),
+                Some(since) => Shared::deadline(since, header_ms),
+                None => Shared::deadline(io.shared.now_ms(), idle_ms),
             };
             if io.wait(deadline) {
                 if req_buf.is_empty() {

@@ -28,6 +28,10 @@ pub(crate) const NEVER: u64 = u64::MAX;
 
 pub(crate) struct Shared {
     pub(crate) config: HttpConfig,
+    /// `config.idle_timeout` in ms ([`NEVER`] if none).
+    pub(crate) idle_ms: u64,
+    /// `config.header_read_timeout` in ms ([`NEVER`] if none).
+    pub(crate) header_ms: u64,
     /// The accept loop should stop.
     pub(crate) stopping: AtomicBool,
     /// Every response says `Connection: close`; idle connections close.
@@ -65,7 +69,12 @@ impl Shared {
             .flatten()
             .min()
             .unwrap_or(Duration::from_secs(2));
+        let ms = |t: Option<Duration>| {
+            t.map_or(NEVER, |t| u64::try_from(t.as_millis()).unwrap_or(NEVER))
+        };
         Arc::new(Shared {
+            idle_ms: ms(config.idle_timeout),
+            header_ms: ms(config.header_read_timeout),
             config,
             stopping: AtomicBool::new(false),
             draining: AtomicBool::new(false),
@@ -86,12 +95,10 @@ impl Shared {
         self.now_ms.load(Ordering::Acquire)
     }
 
-    /// `from` plus `timeout`, or [`NEVER`].
+    /// `from` plus `timeout_ms` (saturating: [`NEVER`] stays never).
     #[inline]
-    pub(crate) fn deadline(from: u64, timeout: Option<Duration>) -> u64 {
-        timeout.map_or(NEVER, |t| {
-            from.saturating_add(u64::try_from(t.as_millis()).unwrap_or(NEVER))
-        })
+    pub(crate) fn deadline(from: u64, timeout_ms: u64) -> u64 {
+        from.saturating_add(timeout_ms)
     }
 
     fn registry(&self) -> MutexGuard<'_, Registry> {
