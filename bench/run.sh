@@ -6,6 +6,9 @@
 #                          # writes bench/results.md (the old one to results-previous.md)
 #   QUICK=1 bench/run.sh   # quick: 1 round of 3 s per row (about 2 minutes);
 #                          # writes bench/results-quick.md, compared with bench/results.md
+#   STOCK_ONLY=1 bench/run.sh  # the HTTP layer only: rows 1, 9 and 2 (patched hello, stock
+#                          # hello, jwtgate cache hit), 3 rounds of 5 s (under 2 minutes);
+#                          # replaces its own section at the end of bench/results.md
 #
 # Settings (environment; defaults under "Settings" below): DURATION (s per
 # sample), ROUNDS, CONNECTIONS and THREADS (wrk), WARMUP (s, first round
@@ -36,6 +39,9 @@
 #   6 nginx+hello          nginx auth_request -> hello (the ceiling of row 4)
 #   7 nginx static         the same static page without auth (the ceiling of row 5)
 #   8 node                 Clerk's @clerk/backend verifyToken (jwtKey) behind node:http
+#   9 stock hello          bench/stock-hello: examples/hello.rs as it was, on stock
+#                          may_minihttp 0.1.11 from crates.io (row 1 uses the patched copy
+#                          in vendor/may_minihttp): what the HTTP layer's patches cost
 # Per row: requests/s, p50 and p99 latency (wrk), server CPU per request
 # (utime+stime from /proc/<pid>/stat of the row's server processes, nginx
 # master and workers plus its auth server, over the sample, divided by the
@@ -52,7 +58,13 @@ REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 
 # --- Settings ---------------------------------------------------------------
 QUICK=${QUICK:-0}
-if [[ $QUICK == 1 ]]; then
+STOCK_ONLY=${STOCK_ONLY:-0}
+if [[ $STOCK_ONLY == 1 ]]; then
+    DURATION=${DURATION:-5} ROUNDS=${ROUNDS:-3} WARMUP=${WARMUP:-1}
+    POOL=${POOL:-2} CACHE_TOKENS=${CACHE_TOKENS:-100000} # row 2 only: two tokens suffice
+    QUIET_WAIT=${QUIET_WAIT:-5}
+    RESULTS=${RESULTS:-$REPO/bench/results.md}
+elif [[ $QUICK == 1 ]]; then
     DURATION=${DURATION:-3} ROUNDS=${ROUNDS:-1} WARMUP=${WARMUP:-1} START_RUNS=${START_RUNS:-5}
     QUIET_WAIT=${QUIET_WAIT:-5}
     RESULTS=${RESULTS:-$REPO/bench/results-quick.md}
@@ -76,14 +88,15 @@ AZP=https://app.bench.jwtgate.invalid
 # The bars of the issue, checked at the end.
 BAR_HELLO_RATIO=0.95 BAR_HELLO_P99_MS=0.5 BAR_VERIFY_PLUS_US=5 BAR_NGINX_RATIO=0.95
 BAR_CACHE_RATIO=0.7 BAR_NODE_RATIO=12 BAR_RSS_MIB=64 BAR_READY_MS=50
+BAR_STOCK_RATIO=0.95 # (2)/(9): a cache hit against the stock may_minihttp hello (issue 9)
 
 PORT_HELLO=$((BASE_PORT + 1)) PORT_JWTGATE=$((BASE_PORT + 2)) PORT_POOL=$((BASE_PORT + 3))
 PORT_NGINX_AUTH=$((BASE_PORT + 4)) PORT_NGINX_CACHE=$((BASE_PORT + 5))
 PORT_NGINX_HELLO=$((BASE_PORT + 6)) PORT_NGINX_STATIC=$((BASE_PORT + 7))
-PORT_NODE=$((BASE_PORT + 8)) PORT_START=$((BASE_PORT + 9))
+PORT_NODE=$((BASE_PORT + 8)) PORT_START=$((BASE_PORT + 9)) PORT_STOCK=$((BASE_PORT + 10))
 
 ROW_NAMES=(""
-    "hello (may_minihttp ceiling)"
+    "hello, patched may_minihttp (ceiling)"
     "jwtgate direct, 1 token (cache hit)"
     "jwtgate direct, $POOL tokens (miss)"
     "nginx auth_request -> jwtgate"
@@ -91,12 +104,17 @@ ROW_NAMES=(""
     "nginx auth_request -> hello"
     "nginx static, no auth"
     "node @clerk/backend verifyToken"
+    "hello on stock may_minihttp 0.1.11"
 )
+# The rows measured, in order.
+if [[ $STOCK_ONLY == 1 ]]; then ROWS=(1 9 2); else ROWS=(1 2 3 4 5 6 7 8 9); fi
 
 JWTGATE=$REPO/target/release/jwtgate
 HELLO=$REPO/target/release/examples/hello
+STOCK_HELLO=$REPO/target/stock-hello/release/stock-hello
 MINT=$REPO/target/release/examples/mint_tokens
 TOKENS=$WORK/tokens
+[[ $STOCK_ONLY != 1 ]] || TOKENS=$WORK/tokens-stock # its own small pool
 SAMPLES=$WORK/samples.tsv  # row round rps p50_us p99_us cpu_us requests errors other_load
 RSS=$WORK/rss.tsv                        # row round total_kb breakdown
 CLK_TCK=$(getconf CLK_TCK)
@@ -232,13 +250,14 @@ expect() {
 
 # --- Setup ------------------------------------------------------------------
 check_tools() {
-    local tool port
-    for tool in cargo wrk "$NGINX" node npm openssl git; do
+    local tool port tools=(cargo wrk "$NGINX" node npm openssl git)
+    [[ $STOCK_ONLY != 1 ]] || tools=(cargo wrk openssl git)
+    for tool in "${tools[@]}"; do
         command -v "$tool" >/dev/null || die "$tool is required (see the header of $0)"
     done
-    "$NGINX" -V 2>&1 | grep -q -- --with-http_auth_request_module ||
+    [[ $STOCK_ONLY == 1 ]] || "$NGINX" -V 2>&1 | grep -q -- --with-http_auth_request_module ||
         die "$NGINX lacks the auth_request module"
-    for port in $(seq $((BASE_PORT + 1)) $((BASE_PORT + 9))); do
+    for port in $(seq $((BASE_PORT + 1)) $((BASE_PORT + 10))); do
         ! is_listening "$port" || die "port $port is in use (set BASE_PORT)"
     done
     mkdir -p "$WORK/logs"
@@ -247,7 +266,11 @@ check_tools() {
 build() {
     log "building release binaries"
     (cd "$REPO" && cargo build --release --quiet --bin jwtgate --example hello --example mint_tokens)
-    if [[ ! -d $REPO/bench/node/node_modules ]]; then
+    # Its own workspace and lock (stock may_minihttp from crates.io), the
+    # root's release profile, and a target directory of its own.
+    CARGO_TARGET_DIR=$REPO/target/stock-hello cargo build --release --quiet --locked \
+        --manifest-path "$REPO/bench/stock-hello/Cargo.toml"
+    if [[ $STOCK_ONLY != 1 && ! -d $REPO/bench/node/node_modules ]]; then
         log "installing the node peer (npm ci)"
         (cd "$REPO/bench/node" && npm ci --no-audit --no-fund --loglevel=error)
     fi
@@ -281,7 +304,7 @@ jwt_key_file = "$TOKENS/jwt.pem"
 issuer = "$ISSUER"
 authorized_parties = ["$AZP"]
 [cache]
-tokens = $POOL
+tokens = ${CACHE_TOKENS:-$POOL}
 TOML
     echo "$WORK/jwtgate-$1.toml"
 }
@@ -352,7 +375,10 @@ start_servers() {
     log "starting the servers"
     start hello "$HELLO" "127.0.0.1:$PORT_HELLO"
     wait_until 10 is_200 "$PORT_HELLO" / || die "hello never answered"
+    start stock-hello "$STOCK_HELLO" "127.0.0.1:$PORT_STOCK"
+    wait_until 10 is_200 "$PORT_STOCK" / || die "stock hello never answered"
     start_jwtgate jwtgate "$PORT_JWTGATE"
+    [[ $STOCK_ONLY != 1 ]] || return 0
     start_nginx nginx-auth "$PORT_NGINX_AUTH" "$PORT_JWTGATE" auth
     start_nginx nginx-cache "$PORT_NGINX_CACHE" "$PORT_JWTGATE" cache
     start_nginx nginx-hello "$PORT_NGINX_HELLO" "$PORT_HELLO" auth
@@ -366,8 +392,13 @@ start_servers() {
 check_servers() {
     local other="Authorization: Bearer $OTHER_TOKEN" page=/index.html
     expect "$PORT_HELLO" /auth "$AUTH" 200 "X-User-Id: user_hello"
+    expect "$PORT_STOCK" /auth "$AUTH" 200 "X-User-Id: user_hello"
     expect "$PORT_JWTGATE" /auth "$AUTH" 200 "X-User-Id: user_00000000"
     expect "$PORT_JWTGATE" /auth "" 401
+    if [[ $STOCK_ONLY == 1 ]]; then
+        log "every server answers as expected"
+        return 0
+    fi
     expect "$PORT_NGINX_AUTH" $page "$AUTH" 200 "X-Bench-User: user_00000000"
     expect "$PORT_NGINX_AUTH" $page "" 401
     expect "$PORT_NGINX_CACHE" $page "$AUTH" 200 "X-Bench-User: user_00000000"
@@ -505,6 +536,7 @@ URL_NGINX_CACHE=http://127.0.0.1:$PORT_NGINX_CACHE/index.html
 URL_NGINX_HELLO=http://127.0.0.1:$PORT_NGINX_HELLO/index.html
 URL_NGINX_STATIC=http://127.0.0.1:$PORT_NGINX_STATIC/index.html
 URL_NODE=http://127.0.0.1:$PORT_NODE/auth
+URL_STOCK=http://127.0.0.1:$PORT_STOCK/auth
 
 # The rows, ROUND as $1. Each warms up in the first round (not row 3:
 # that would fill the cache it measures).
@@ -533,10 +565,11 @@ row_5() { measure 5 "$1" "$URL_NGINX_CACHE" "nginx-cache jwtgate"; }
 row_6() { measure 6 "$1" "$URL_NGINX_HELLO" "nginx-hello hello"; }
 row_7() { measure 7 "$1" "$URL_NGINX_STATIC" nginx-static; }
 row_8() { measure 8 "$1" "$URL_NODE" node; }
+row_9() { measure 9 "$1" "$URL_STOCK" stock-hello; }
 ROW_SERVERS=("" hello jwtgate jwtgate-pool "nginx-auth jwtgate" "nginx-cache jwtgate"
-    "nginx-hello hello" nginx-static node)
+    "nginx-hello hello" nginx-static node stock-hello)
 ROW_URLS=("" "$URL_HELLO" "$URL_JWTGATE" "$URL_POOL" "$URL_NGINX_AUTH" "$URL_NGINX_CACHE"
-    "$URL_NGINX_HELLO" "$URL_NGINX_STATIC" "$URL_NODE")
+    "$URL_NGINX_HELLO" "$URL_NGINX_STATIC" "$URL_NODE" "$URL_STOCK")
 
 run_rounds() {
     : >"$SAMPLES"
@@ -545,11 +578,13 @@ run_rounds() {
     local round row
     for round in $(seq "$ROUNDS"); do
         log "round $round of $ROUNDS ($DURATION s per row)"
-        for row in 1 2 3 4 5 6 7 8; do
+        for row in "${ROWS[@]}"; do
             if ((round == 1 && row != 3 && WARMUP > 0)); then warm_up "${ROW_URLS[row]}"; fi
             "row_$row" "$round"
         done
-        for row in 1 2 4 5 6 7 8; do record_rss "$row" "$round" "${ROW_SERVERS[row]}"; done
+        for row in "${ROWS[@]}"; do
+            ((row == 3)) || record_rss "$row" "$round" "${ROW_SERVERS[row]}"
+        done
     done
 }
 
@@ -608,7 +643,7 @@ ratio() { calc "$1 / $2" | xargs printf '%.3f'; }
 report() {
     local verify_us=$1 ready_ms=$2 row
     local -a rps p50 p99 cpu
-    for row in 1 2 3 4 5 6 7 8; do
+    for row in 1 2 3 4 5 6 7 8 9; do
         rps[row]=$(med "$row" 3 | xargs printf '%.0f')
         p50[row]=$(calc "$(med "$row" 4) / 1000" | xargs printf '%.3f')
         p99[row]=$(calc "$(med "$row" 5) / 1000" | xargs printf '%.3f')
@@ -644,7 +679,7 @@ report() {
         echo
         echo "| # | row | req/s | p50 ms | p99 ms | server CPU µs/req | peak RSS MiB (VmHWM) |"
         echo "|---|---|---:|---:|---:|---:|---|"
-        for row in 1 2 3 4 5 6 7 8; do
+        for row in 1 2 3 4 5 6 7 8 9; do
             echo "| $row | ${ROW_NAMES[row]} | ${rps[row]} | ${p50[row]} | ${p99[row]} | ${cpu[row]} | $(rss_of "$row") |"
         done
         echo
@@ -653,6 +688,7 @@ report() {
         echo "## Ratios (same run)"
         echo
         echo "- (2)/(1) jwtgate cached / hello: $(ratio "${rps[2]}" "${rps[1]}")x req/s; p99 $(calc "${p99[2]} - ${p99[1]}" | xargs printf '%+.3f') ms"
+        echo "- (2)/(9) jwtgate cached / stock may_minihttp hello: $(ratio "${rps[2]}" "${rps[9]}")x; (1)/(9) hello, patched / stock may_minihttp: $(ratio "${rps[1]}" "${rps[9]}")x req/s, CPU/req $(ratio "${cpu[1]}" "${cpu[9]}")x"
         echo "- (4)/(6) nginx -> jwtgate / nginx -> hello: $(ratio "${rps[4]}" "${rps[6]}")x"
         echo "- (5)/(7) nginx decision cache / nginx static: $(ratio "${rps[5]}" "${rps[7]}")x"
         echo "- (2)/(8) jwtgate cached / node: $(ratio "${rps[2]}" "${rps[8]}")x; (4)/(8) through nginx / node: $(ratio "${rps[4]}" "${rps[8]}")x"
@@ -662,6 +698,7 @@ report() {
         echo "## Bars"
         echo
         bar "(2)/(1) req/s" "$(ratio "${rps[2]}" "${rps[1]}")" ">=" "$BAR_HELLO_RATIO" x
+        bar "(2)/(9) req/s (against stock may_minihttp)" "$(ratio "${rps[2]}" "${rps[9]}")" ">=" "$BAR_STOCK_RATIO" x
         bar "(2) p99 - (1) p99" "$(calc "${p99[2]} - ${p99[1]}" | xargs printf '%.3f')" "<=" "$BAR_HELLO_P99_MS" " ms"
         bar "(3) CPU/req" "${cpu[3]}" "<=" "$(calc "$verify_us + $BAR_VERIFY_PLUS_US")" " µs"
         bar "(4)/(6) req/s" "$(ratio "${rps[4]}" "${rps[6]}")" ">=" "$BAR_NGINX_RATIO" x
@@ -679,7 +716,7 @@ report() {
             echo
             echo "| # | req/s | p99 | CPU/req |"
             echo "|---|---:|---:|---:|"
-            for row in 1 2 3 4 5 6 7 8; do
+            for row in 1 2 3 4 5 6 7 8 9; do
                 awk -F'|' -v r="$row" -v rps="${rps[row]}" -v p99="${p99[row]}" -v cpu="${cpu[row]}" '
                     function cmp(new, old, worse_if_lower) {
                         if (old + 0 == 0) return "n/a"
@@ -710,6 +747,57 @@ report() {
     sed -n '/^## Against/,/^## Every/p' "$RESULTS" | head -n -1
 }
 
+# STOCK_ONLY=1: rows 1, 9 and 2 as a section of its own at the end of
+# RESULTS (between two marker comments; a previous one is replaced), the
+# rest of the file untouched.
+report_stock() {
+    local row section commit begin="<!-- STOCK_ONLY=1 bench/run.sh: begin -->"
+    local end="<!-- STOCK_ONLY=1 bench/run.sh: end -->"
+    local -a rps p50 p99 cpu
+    for row in "${ROWS[@]}"; do
+        rps[row]=$(med "$row" 3 | xargs printf '%.0f')
+        p50[row]=$(calc "$(med "$row" 4) / 1000" | xargs printf '%.3f')
+        p99[row]=$(calc "$(med "$row" 5) / 1000" | xargs printf '%.3f')
+        cpu[row]=$(med "$row" 6 | xargs printf '%.1f')
+    done
+    commit=$(git -C "$REPO" rev-parse --short HEAD)
+    [[ -z $(git -C "$REPO" status --porcelain -- src vendor examples bench/stock-hello Cargo.toml Cargo.lock) ]] ||
+        commit="$commit (with uncommitted changes)"
+    section=$(
+        echo "$begin"
+        echo "## HTTP layer: patched against stock may_minihttp 0.1.11"
+        echo
+        echo "Written by \`STOCK_ONLY=1 bench/run.sh\` (rows 1, 9 and 2 only; the tables above are from the last full run)."
+        echo
+        echo "- date: $(date -u '+%Y-%m-%d %H:%M UTC')"
+        echo "- commit: $commit"
+        echo "- machine: $(nproc) CPUs, client and servers share them; load: $(wrk -v 2>&1 | head -n 1 | awk '{ print "wrk", $2 }'), $THREADS thread, $CONNECTIONS connections, $DURATION s per sample, median of $ROUNDS interleaved rounds (order 1, 9, 2)"
+        echo "- row 1: examples/hello.rs on the patched copy (vendor/may_minihttp, default HttpConfig); row 9: the same server on stock may_minihttp 0.1.11 (bench/stock-hello); row 2: jwtgate, one token (cache hit)"
+        echo
+        echo "| # | row | req/s | p50 ms | p99 ms | server CPU µs/req | peak RSS MiB (VmHWM) |"
+        echo "|---|---|---:|---:|---:|---:|---|"
+        for row in "${ROWS[@]}"; do
+            echo "| $row | ${ROW_NAMES[row]} | ${rps[row]} | ${p50[row]} | ${p99[row]} | ${cpu[row]} | $(rss_of "$row") |"
+        done
+        echo
+        echo "- (1)/(9) hello, patched / stock: $(ratio "${rps[1]}" "${rps[9]}")x req/s; CPU/req $(ratio "${cpu[1]}" "${cpu[9]}")x; p99 $(calc "${p99[1]} - ${p99[9]}" | xargs printf '%+.3f') ms"
+        echo "- (2)/(9) jwtgate cache hit / stock hello: $(ratio "${rps[2]}" "${rps[9]}")x req/s; CPU/req $(ratio "${cpu[2]}" "${cpu[9]}")x"
+        bar "(2)/(9) req/s" "$(ratio "${rps[2]}" "${rps[9]}")" ">=" "$BAR_STOCK_RATIO" x
+        echo
+        echo "| # | round | req/s | p50 µs | p99 µs | CPU µs/req | requests | socket errors | other load |"
+        echo "|---|---|---:|---:|---:|---:|---:|---:|---:|"
+        sort -t$'\t' -k2,2n -k1,1n "$SAMPLES" | awk -F'\t' '{ printf "| %s | %s | %s | %s | %s | %s | %s | %s | %.0f%% |\n", $1, $2, $3, $4, $5, $6, $7, $8, $9 * 100 }'
+        echo "$end"
+    )
+    local rest=""
+    if [[ -f $RESULTS ]]; then
+        rest=$(awk -v b="$begin" -v e="$end" '$0 == b { skip = 1 } !skip { print } $0 == e { skip = 0 }' "$RESULTS")
+    fi
+    printf '%s\n\n%s\n' "$rest" "$section" | cat -s >"$RESULTS"
+    log "wrote the STOCK_ONLY section of ${RESULTS#"$REPO"/}"
+    printf '%s\n' "$section" | sed -n '/^| # | row/,/^- met\|^- MISSED/p'
+}
+
 # --- Main -----------------------------------------------------------------------
 main() {
     if [[ -n $BENCH_NICE ]]; then
@@ -726,6 +814,13 @@ main() {
     check_tools
     build
     mint_tokens
+    if [[ $STOCK_ONLY == 1 ]]; then
+        start_servers
+        check_servers
+        run_rounds
+        report_stock
+        return
+    fi
     log "one RS256 verify: openssl speed -seconds 2 rsa2048"
     local verify_us
     verify_us=$(measure_rsa_verify)
