@@ -1,6 +1,6 @@
 //! Project Wycheproof vectors against jwtgate's signature layer.
 //!
-//! Every case of every primitive file in `../shared/vectors` (unmodified
+//! Every case of every primitive file in `tests/vectors` (unmodified
 //! Wycheproof copies, see the README there): RSASSA-PKCS1-v1_5 (RS*),
 //! RSASSA-PSS (PS*), ECDSA P1363 (ES256/ES384) and Ed25519 (EdDSA), through
 //! the public key loader (`VerifyingKey::from_jwk`; `from_pem` as a
@@ -20,7 +20,7 @@ use jwtgate::token::decode_jws;
 use jwtgate::verify::check_signature;
 use serde_json::Value;
 
-const VECTORS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/vectors");
+const VECTORS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/vectors");
 
 /// The primitive files, all of which must be present.
 const PRIMITIVE_FILES: [&str; 18] = [
