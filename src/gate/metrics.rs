@@ -1,15 +1,21 @@
 //! Prometheus metrics: plain atomics, rendered on `/metrics`.
 //!
 //! Counting is one relaxed atomic add on the request path; nothing here
-//! allocates or locks until a scrape renders the text.
+//! allocates or locks until a scrape renders the text. A scrape also shows
+//! `jwtgate_build_info` and the standard `process_*` metrics, read from
+//! `/proc/self` (Linux; left out where it cannot be read).
 
 use std::fmt::Write;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
-use std::time::Duration;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use crate::gate::decision::{Decision, RedirectKind, Source};
 use crate::rules::Reason;
 use crate::token::errors::TokenError;
+
+/// The git commit the binary was built from (see `build.rs`); empty when
+/// it was built outside a git checkout.
+pub const BUILD_COMMIT: &str = env!("JWTGATE_COMMIT");
 
 /// Upper bounds of the latency histogram buckets, in seconds.
 const LATENCY_BUCKETS: [f64; 12] = [
@@ -36,6 +42,19 @@ pub struct Metrics {
     latency_buckets: [AtomicU64; LATENCY_BUCKETS.len()],
     latency_count: AtomicU64,
     latency_sum_ns: AtomicU64,
+    started: StartTime,
+}
+
+/// When the metrics were made, i.e. when the daemon started (the unit's
+/// `ProcSubset=pid` hides `/proc/stat`, so the kernel's process start time
+/// cannot be turned into wall-clock time there).
+struct StartTime(f64);
+
+impl Default for StartTime {
+    fn default() -> Self {
+        let now = SystemTime::now().duration_since(UNIX_EPOCH);
+        StartTime(now.map_or(0.0, |d| d.as_secs_f64()))
+    }
 }
 
 impl Metrics {
@@ -213,7 +232,73 @@ impl Metrics {
             help,
             &connections,
         )?;
-        self.render_latency(out)
+        self.render_latency(out)?;
+        self.render_build_and_process(out)
+    }
+
+    /// `jwtgate_build_info` and the `process_*` families that Prometheus
+    /// client libraries export, under the same names and units.
+    fn render_build_and_process(&self, out: &mut impl Write) -> std::fmt::Result {
+        let name = "jwtgate_build_info";
+        writeln!(
+            out,
+            "# HELP {name} The running binary's version and git commit (always 1)."
+        )?;
+        writeln!(out, "# TYPE {name} gauge")?;
+        let commit = if BUILD_COMMIT.is_empty() {
+            "unknown"
+        } else {
+            BUILD_COMMIT
+        };
+        let version = env!("CARGO_PKG_VERSION");
+        writeln!(out, "{name}{{version=\"{version}\",commit=\"{commit}\"}} 1")?;
+        let p = ProcessStats::read();
+        let gauges = [
+            (
+                "process_cpu_seconds_total",
+                "counter",
+                "Total user and system CPU time spent in seconds.",
+                p.cpu_seconds,
+            ),
+            (
+                "process_resident_memory_bytes",
+                "gauge",
+                "Resident memory size in bytes.",
+                p.resident_bytes,
+            ),
+            (
+                "process_virtual_memory_bytes",
+                "gauge",
+                "Virtual memory size in bytes.",
+                p.virtual_bytes,
+            ),
+            (
+                "process_open_fds",
+                "gauge",
+                "Number of open file descriptors.",
+                p.open_fds,
+            ),
+            (
+                "process_max_fds",
+                "gauge",
+                "Maximum number of open file descriptors.",
+                p.max_fds,
+            ),
+            (
+                "process_start_time_seconds",
+                "gauge",
+                "Start time of the process since unix epoch in seconds.",
+                Some(self.started.0),
+            ),
+        ];
+        for (name, kind, help, value) in gauges {
+            if let Some(value) = value {
+                writeln!(out, "# HELP {name} {help}")?;
+                writeln!(out, "# TYPE {name} {kind}")?;
+                writeln!(out, "{name} {value}")?;
+            }
+        }
+        Ok(())
     }
 
     fn render_latency(&self, out: &mut impl Write) -> std::fmt::Result {
@@ -239,6 +324,56 @@ fn redirect_index(kind: RedirectKind) -> usize {
         RedirectKind::Handshake => 1,
         RedirectKind::Return => 2,
     }
+}
+
+/// The process figures of one scrape, each `None` when `/proc` cannot tell.
+#[derive(Debug, Default)]
+struct ProcessStats {
+    cpu_seconds: Option<f64>,
+    resident_bytes: Option<f64>,
+    virtual_bytes: Option<f64>,
+    open_fds: Option<f64>,
+    max_fds: Option<f64>,
+}
+
+impl ProcessStats {
+    fn read() -> ProcessStats {
+        let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+        let kib = |field: &str| -> Option<f64> {
+            let line = status.lines().find_map(|l| l.strip_prefix(field))?;
+            let kib: f64 = line.trim().strip_suffix("kB")?.trim().parse().ok()?;
+            Some(kib * 1024.0)
+        };
+        ProcessStats {
+            cpu_seconds: cpu_seconds(),
+            resident_bytes: kib("VmRSS:"),
+            virtual_bytes: kib("VmSize:"),
+            // Less the descriptor that reads the directory.
+            open_fds: std::fs::read_dir("/proc/self/fd")
+                .ok()
+                .map(|dir| dir.count().saturating_sub(1) as f64),
+            max_fds: max_fds(),
+        }
+    }
+}
+
+/// utime + stime from `/proc/self/stat`, in clock ticks of 1/100 s (the
+/// kernel's fixed USER_HZ for /proc, as Prometheus' own clients assume).
+fn cpu_seconds() -> Option<f64> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    // The command name (field 2) may hold spaces and ')': skip past the last ')'.
+    let mut fields = stat.get(stat.rfind(')')? + 1..)?.split_whitespace();
+    let utime: u64 = fields.nth(11)?.parse().ok()?;
+    let stime: u64 = fields.next()?.parse().ok()?;
+    Some((utime + stime) as f64 / 100.0)
+}
+
+/// The soft limit on open files, from `/proc/self/limits`.
+fn max_fds() -> Option<f64> {
+    let limits = std::fs::read_to_string("/proc/self/limits").ok()?;
+    let line = limits.lines().find(|l| l.starts_with("Max open files"))?;
+    let soft = line["Max open files".len()..].split_whitespace().next()?;
+    soft.parse::<u64>().ok().map(|n| n as f64)
 }
 
 /// One metric family: HELP, TYPE, then a sample per label set.
@@ -306,5 +441,54 @@ mod tests {
         assert!(text.contains("jwtgate_auth_duration_seconds_bucket{le=\"0.00005\"} 1\n"));
         assert!(text.contains("jwtgate_auth_duration_seconds_bucket{le=\"0.005\"} 2\n"));
         assert!(text.contains("jwtgate_auth_duration_seconds_count 2\n"));
+    }
+
+    #[test]
+    fn build_info_and_process_metrics() {
+        // Spend a few clock ticks of CPU, so the counter has something to show.
+        let spin = std::time::Instant::now();
+        while cpu_seconds().unwrap() < 0.02 && spin.elapsed() < Duration::from_secs(5) {
+            std::hint::black_box((0..10_000u64).sum::<u64>());
+        }
+        let mut text = String::new();
+        Metrics::default().render(&mut text).unwrap();
+        let commit = if BUILD_COMMIT.is_empty() {
+            "unknown"
+        } else {
+            BUILD_COMMIT
+        };
+        let info = format!(
+            "jwtgate_build_info{{version=\"{}\",commit=\"{commit}\"}} 1\n",
+            env!("CARGO_PKG_VERSION")
+        );
+        assert!(text.contains(&info), "{text}");
+        let value = |name: &str| -> f64 {
+            let line = text.lines().find(|l| l.starts_with(&format!("{name} ")));
+            let line = line.unwrap_or_else(|| panic!("no {name} in {text}"));
+            line[name.len() + 1..].parse().unwrap()
+        };
+        // This test process: some memory, some CPU, stdin/out/err open,
+        // started within the last minute (the metrics were just made).
+        assert!(value("process_resident_memory_bytes") > 1e6);
+        assert!(value("process_virtual_memory_bytes") >= value("process_resident_memory_bytes"));
+        assert!(value("process_cpu_seconds_total") > 0.0);
+        assert!(value("process_open_fds") >= 3.0);
+        assert!(value("process_max_fds") >= value("process_open_fds"));
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap()
+            .as_secs_f64();
+        assert!((now - value("process_start_time_seconds")).abs() < 60.0);
+        for name in [
+            "process_cpu_seconds_total",
+            "process_open_fds",
+            "jwtgate_build_info",
+        ] {
+            assert_eq!(
+                text.matches(&format!("# TYPE {name} ")).count(),
+                1,
+                "{name}"
+            );
+        }
     }
 }
