@@ -14,17 +14,28 @@ pub const USAGE: &str = "\
 jwtgate: verifies Clerk session tokens for nginx auth_request
 
 Usage:
-  jwtgate [--config PATH]                 run the daemon in the foreground
-  jwtgate [--config PATH] check           load the config and the keys, then exit
-  jwtgate [--config PATH] verify TOKEN    verify one token (TOKEN '-' reads stdin)
-  jwtgate demo                            run with a generated key; prints a curl line
-  jwtgate --version | --help
+  jwtgate [-c PATH]                 run the daemon in the foreground
+  jwtgate [-c PATH] check           load the config and the keys, then exit
+  jwtgate [-c PATH] verify TOKEN    verify one token, print its claims as JSON
+                                    (TOKEN may be a pasted \"Bearer <jwt>\";
+                                    '-' reads it from stdin)
+  jwtgate demo                      run with a generated key; prints a curl line
+  jwtgate help                      show this help
 
-Without --config: built-in defaults and the environment (JWTGATE_<KEY>,
-nesting with __, e.g. JWTGATE_KEYS__JWKS_URL; and CLERK_SECRET_KEY,
-CLERK_JWT_KEY, CLERK_PUBLISHABLE_KEY). Logs: RUST_LOG=debug for one line
-per decision; a bare level is jwtgate's, libraries stay at warn unless
+Options:
+  -c, --config PATH   the TOML config file; without it: built-in defaults
+                      and the environment only
+  -h, --help          show this help and exit
+  -V, --version       show the version and git commit, and exit
+
+Environment: every setting as JWTGATE_<KEY>, nesting with __ (e.g.
+JWTGATE_KEYS__JWKS_URL); Clerk's CLERK_SECRET_KEY, CLERK_JWT_KEY and
+CLERK_PUBLISHABLE_KEY as defaults. Logs go to stderr: RUST_LOG=debug for one
+line per decision; a bare level is jwtgate's, libraries stay at warn unless
 named (RUST_LOG=info,reqwest=debug).
+
+Exit status: 0 success; 1 verify refused the token (the reason is on
+stderr); 2 a usage, config or key error.
 ";
 
 /// What the libraries log unless `RUST_LOG` names them: warnings and
@@ -59,6 +70,31 @@ pub fn log_filters(rust_log: Option<&str>) -> String {
         filters.push_str(regex);
     }
     filters
+}
+
+/// `jwtgate --version`: the version, and the git commit when known.
+pub fn version() -> String {
+    match crate::gate::metrics::BUILD_COMMIT {
+        "" => format!("jwtgate {}", env!("CARGO_PKG_VERSION")),
+        commit => format!("jwtgate {} (commit {commit})", env!("CARGO_PKG_VERSION")),
+    }
+}
+
+/// Writes `text` to stdout. A reader that went away (`jwtgate verify ... |
+/// head -1`) is not an error: the output was not wanted any more.
+pub fn print_out(text: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+        result => result,
+    }
+}
+
+/// Writes `text` to stderr, ignoring failure (nowhere left to report it).
+pub fn print_err(text: &str) {
+    use std::io::Write;
+    let _ = std::io::stderr().lock().write_all(text.as_bytes());
 }
 
 /// What the command line asks for.
@@ -110,6 +146,7 @@ pub fn parse_args(args: impl IntoIterator<Item = String>) -> Result<Args, String
     }
     let command = match words.iter().map(String::as_str).collect::<Vec<_>>()[..] {
         [] => Command::Run,
+        ["help"] => Command::Help,
         ["check"] => Command::Check,
         ["demo"] => Command::Demo,
         ["verify", token] => Command::Verify(token.to_string()),
@@ -158,9 +195,9 @@ pub fn verify(config: &Config, token: &str) -> Result<Result<String, String>, St
             .take(1 << 20)
             .read_to_string(&mut input)
             .map_err(|e| format!("reading the token from stdin: {e}"))?;
-        input.trim_end_matches(['\n', '\r']).to_string()
+        bare_token(&input).to_string()
     } else {
-        token.to_string()
+        bare_token(token).to_string()
     };
     let verifier = Verifier::new(load_keys(config)?, config.policy.clone());
     Ok(match verifier.verify(&token) {
@@ -171,6 +208,25 @@ pub fn verify(config: &Config, token: &str) -> Result<Result<String, String>, St
         }
         Err(e) => Err(e.reason().to_string()),
     })
+}
+
+/// The token in what a user pasted: surrounding whitespace, and a leading
+/// `Authorization:` header name and `Bearer` scheme (any case), removed.
+fn bare_token(pasted: &str) -> &str {
+    fn strip_word<'a>(s: &'a str, word: &str) -> Option<&'a str> {
+        let head = s.get(..word.len())?;
+        head.eq_ignore_ascii_case(word).then(|| &s[word.len()..])
+    }
+    let mut s = pasted.trim();
+    if let Some(rest) = strip_word(s, "authorization:") {
+        s = rest.trim_start();
+    }
+    if let Some(rest) = strip_word(s, "bearer") {
+        if rest.starts_with([' ', '\t']) {
+            s = rest.trim_start();
+        }
+    }
+    s
 }
 
 #[cfg(test)]
@@ -199,6 +255,39 @@ mod tests {
         );
         assert_eq!(parse(&["demo"]).unwrap().command, Command::Demo);
         assert_eq!(parse(&["--version"]).unwrap().command, Command::Version);
+        for help in [
+            &["help"][..],
+            &["-h"],
+            &["--help"],
+            &["-c", "x.toml", "help"],
+        ] {
+            assert_eq!(parse(help).unwrap().command, Command::Help, "{help:?}");
+        }
+        assert_eq!(parse(&["-V"]).unwrap().command, Command::Version);
+        assert_eq!(
+            parse(&["-c", "j.toml", "check"]).unwrap().config,
+            Some(PathBuf::from("j.toml"))
+        );
+    }
+
+    #[test]
+    fn a_pasted_header_or_scheme_is_removed() {
+        for pasted in [
+            "eyJ.a.b",
+            "  eyJ.a.b\n",
+            "Bearer eyJ.a.b",
+            "bearer\teyJ.a.b\r\n",
+            "Authorization: Bearer eyJ.a.b",
+            "authorization:BEARER   eyJ.a.b",
+        ] {
+            assert_eq!(bare_token(pasted), "eyJ.a.b", "{pasted:?}");
+        }
+        // Not a scheme: left for the verifier to refuse as it is.
+        assert_eq!(bare_token("Bearereyj.a.b"), "Bearereyj.a.b");
+        assert_eq!(bare_token("Basic dXNlcg=="), "Basic dXNlcg==");
+        assert_eq!(bare_token("Bearer"), "Bearer");
+        assert_eq!(bare_token(""), "");
+        assert_eq!(bare_token("é"), "é");
     }
 
     #[test]
@@ -207,6 +296,7 @@ mod tests {
         assert!(parse(&["--bogus"]).is_err());
         assert!(parse(&["verify"]).is_err());
         assert!(parse(&["frobnicate"]).is_err());
+        assert!(parse(&["help", "me"]).is_err());
     }
 
     #[test]

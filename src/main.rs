@@ -16,22 +16,16 @@ fn main() -> ExitCode {
     let args = match cli::parse_args(std::env::args().skip(1)) {
         Ok(args) => args,
         Err(e) => {
-            eprintln!("jwtgate: {e}\n\n{USAGE}");
+            cli::print_err(&format!("jwtgate: {e}\n\n{USAGE}"));
             return ExitCode::from(2);
         }
     };
     let path = args.config.as_deref();
     let result = match args.command {
-        Command::Help => {
-            print_out(USAGE);
-            return ExitCode::SUCCESS;
-        }
-        Command::Version => {
-            print_out(&format!("jwtgate {}\n", env!("CARGO_PKG_VERSION")));
-            return ExitCode::SUCCESS;
-        }
+        Command::Help => print(USAGE),
+        Command::Version => print(&format!("{}\n", cli::version())),
         Command::Demo => demo::prepare().and_then(|(config, token)| {
-            print_out(&format!("{}\n", demo::instructions(&config, &token)));
+            print(&format!("{}\n", demo::instructions(&config, &token)))?;
             daemon::run(config, None, daemon::signals()?)
         }),
         Command::Run => {
@@ -39,14 +33,11 @@ fn main() -> ExitCode {
         }
         Command::Check => Config::load(path)
             .and_then(|c| cli::check(&c))
-            .map(|line| print_out(&format!("{line}\n"))),
+            .and_then(|line| print(&format!("{line}\n"))),
         Command::Verify(token) => match Config::load(path).and_then(|c| cli::verify(&c, &token)) {
-            Ok(Ok(claims)) => {
-                print_out(&format!("{claims}\n"));
-                return ExitCode::SUCCESS;
-            }
+            Ok(Ok(claims)) => print(&format!("{claims}\n")),
             Ok(Err(reason)) => {
-                eprintln!("{reason}");
+                cli::print_err(&format!("{reason}\n"));
                 return ExitCode::from(1);
             }
             Err(e) => Err(e),
@@ -55,16 +46,13 @@ fn main() -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("jwtgate: {e}");
+            cli::print_err(&format!("jwtgate: {e}\n"));
             ExitCode::from(2)
         }
     }
 }
 
-/// Writes to stdout; a reader that went away (`jwtgate verify ... | head -1`)
-/// is not an error worth a panic, which `println!` would make of it.
-fn print_out(text: &str) {
-    use std::io::Write;
-    let mut out = std::io::stdout().lock();
-    let _ = out.write_all(text.as_bytes()).and_then(|()| out.flush());
+/// Standard output; a closed pipe is fine, any other failure is an error.
+fn print(text: &str) -> Result<(), String> {
+    cli::print_out(text).map_err(|e| format!("writing to stdout: {e}"))
 }

@@ -32,10 +32,7 @@ fn write_config(dir: &TempDir, toml: &str) -> String {
 fn version_and_help() {
     let out = run(&["--version"], &[]);
     assert!(out.status.success());
-    assert_eq!(
-        text(&out.stdout).trim(),
-        format!("jwtgate {}", env!("CARGO_PKG_VERSION"))
-    );
+    assert_eq!(text(&out.stdout).trim(), expected_version());
     let out = run(&["--help"], &[]);
     assert!(text(&out.stdout).contains("verify TOKEN"));
     let out = run(&["frobnicate"], &[]);
@@ -415,4 +412,95 @@ fn log_levels_leave_the_libraries_quiet_unless_named() {
         foreign.len()
     );
     assert!(foreign.is_empty(), "{foreign:?}");
+}
+
+/// `jwtgate <version>`, plus `(commit <12 hex digits>)` when the tests run
+/// in a git checkout (as in CI), which build.rs must then have recorded.
+fn expected_version() -> String {
+    let version = format!("jwtgate {}", env!("CARGO_PKG_VERSION"));
+    let repo = env!("CARGO_MANIFEST_DIR");
+    let git = |args: &[&str]| {
+        std::process::Command::new("git")
+            .args(args)
+            .current_dir(repo)
+            .output()
+            .ok()
+            .filter(|o| o.status.success())
+            .map(|o| text(&o.stdout).trim().to_string())
+    };
+    let top = git(&["rev-parse", "--show-toplevel"]).map(std::path::PathBuf::from);
+    let is_top =
+        top.and_then(|t| t.canonicalize().ok()) == std::path::Path::new(repo).canonicalize().ok();
+    match git(&["rev-parse", "--short=12", "HEAD"]) {
+        Some(commit) if is_top && std::env::var_os("JWTGATE_BUILD_COMMIT").is_none() => {
+            format!("{version} (commit {commit})")
+        }
+        _ => version,
+    }
+}
+
+#[test]
+fn help_subcommand_and_short_options() {
+    let help = run(&["--help"], &[]);
+    assert!(help.status.success());
+    for (args, what) in [(&["help"][..], "help"), (&["-h"], "-h")] {
+        let out = run(args, &[]);
+        assert!(out.status.success(), "{what}");
+        assert_eq!(out.stdout, help.stdout, "{what} shows the same help");
+    }
+    let help = text(&help.stdout);
+    for option in [
+        "-c, --config PATH",
+        "-h, --help",
+        "-V, --version",
+        "jwtgate help",
+    ] {
+        assert!(help.contains(option), "--help shows {option:?}:\n{help}");
+    }
+    let out = run(&["-V"], &[]);
+    assert_eq!(text(&out.stdout).trim(), expected_version());
+}
+
+#[test]
+fn verify_takes_a_pasted_bearer_header_and_a_closed_pipe() {
+    let key = Key::rsa("ins_paste", 2048);
+    let dir = TempDir::new("paste");
+    let config = write_config(
+        &dir,
+        &format!("[keys]\njwt_key = \"\"\"{}\"\"\"\n", key.public_pem()),
+    );
+    let token = key.sign(&claims("user_paste"));
+    for pasted in [
+        format!("Bearer {token}"),
+        format!("  bearer   {token}\n"),
+        format!("Authorization: Bearer {token}"),
+    ] {
+        let out = run(&["-c", &config, "verify", &pasted], &[]);
+        assert!(out.status.success(), "{pasted:?}: {}", text(&out.stderr));
+        assert!(text(&out.stdout).contains("\"user_paste\""));
+    }
+    let out = run(&["-c", &config, "verify", &format!("Basic {token}")], &[]);
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(text(&out.stderr).trim(), "token-invalid");
+
+    // `jwtgate verify ... | head -1` once head has exited: stdout is a pipe
+    // whose reader is gone, so every write fails with EPIPE.
+    for args in [
+        vec!["-c", config.as_str(), "verify", token.as_str()],
+        vec!["-c", config.as_str(), "check"],
+        vec!["--help"],
+        vec!["--version"],
+    ] {
+        let (reader, writer) = std::io::pipe().unwrap();
+        drop(reader);
+        let out = jwtgate_command()
+            .args(&args)
+            .stdout(writer)
+            .stderr(Stdio::piped())
+            .output()
+            .unwrap();
+        let err = text(&out.stderr);
+        assert!(!err.contains("panicked"), "{args:?}: {err}");
+        assert_eq!(out.status.code(), Some(0), "{args:?}: {err}");
+    }
 }
