@@ -11,31 +11,35 @@ use crate::keys::store::KeyStore;
 use crate::verify::Verifier;
 
 pub const USAGE: &str = "\
-jwtgate: verifies Clerk session tokens for nginx auth_request
+Usage: jwtgate [-c PATH] [COMMAND]
+Verifies Clerk session tokens for nginx auth_request.
 
-Usage:
-  jwtgate [-c PATH]                 run the daemon in the foreground
-  jwtgate [-c PATH] check           load the config and the keys, then exit
-  jwtgate [-c PATH] verify TOKEN    verify one token, print its claims as JSON
-                                    (TOKEN may be a pasted \"Bearer <jwt>\";
-                                    '-' reads it from stdin)
-  jwtgate demo                      run with a generated key; prints a curl line
-  jwtgate help                      show this help
+Commands:
+  (none)             run the daemon in the foreground
+  check              load the config and the keys, then exit
+  verify TOKEN       verify one token and print its claims as JSON; TOKEN may
+                     be a pasted \"Bearer <jwt>\", '-' reads it from stdin
+  demo               run with a generated key; prints a curl line to try
+  help               show this help
 
 Options:
-  -c, --config PATH   the TOML config file; without it: built-in defaults
-                      and the environment only
-  -h, --help          show this help and exit
-  -V, --version       show the version and git commit, and exit
+  -c, --config PATH  the TOML config file; without it, built-in defaults and
+                     the environment only
+  -h, --help         show this help and exit
+  -V, --version      show the version and git commit, and exit
 
-Environment: every setting as JWTGATE_<KEY>, nesting with __ (e.g.
-JWTGATE_KEYS__JWKS_URL); Clerk's CLERK_SECRET_KEY, CLERK_JWT_KEY and
-CLERK_PUBLISHABLE_KEY as defaults. Logs go to stderr: RUST_LOG=debug for one
-line per decision; a bare level is jwtgate's, libraries stay at warn unless
-named (RUST_LOG=info,reqwest=debug).
+Environment:
+  JWTGATE_<KEY>      any setting, __ for nesting (JWTGATE_KEYS__JWKS_URL)
+  CLERK_SECRET_KEY, CLERK_JWT_KEY, CLERK_PUBLISHABLE_KEY, CLERK_API_URL,
+  CLERK_SIGN_IN_URL, CLERK_PROXY_URL
+                     Clerk's own variables, as defaults
+  RUST_LOG           log level on stderr (debug: one line per decision); a
+                     bare level is jwtgate's, libraries stay at warn unless
+                     named (RUST_LOG=info,reqwest=debug)
 
-Exit status: 0 success; 1 verify refused the token (the reason is on
-stderr); 2 a usage, config or key error.
+Exit status:
+  0 success; 1 verify refused the token (the reason is on stderr);
+  2 a usage, config or key error.
 ";
 
 /// What the libraries log unless `RUST_LOG` names them: warnings and

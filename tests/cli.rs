@@ -453,7 +453,7 @@ fn help_subcommand_and_short_options() {
         "-c, --config PATH",
         "-h, --help",
         "-V, --version",
-        "jwtgate help",
+        "\n  help ",
     ] {
         assert!(help.contains(option), "--help shows {option:?}:\n{help}");
     }
