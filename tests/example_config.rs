@@ -62,7 +62,11 @@ fn known_keys(header: &str) -> BTreeSet<String> {
         .split_once("`zz_not_a_setting`, expected ")
         .map(|(_, rest)| rest.split(" for key ").next().unwrap_or(rest))
         .unwrap_or_else(|| panic!("no list of keys in {err:?}"));
-    list.split('`').skip(1).step_by(2).map(String::from).collect()
+    list.split('`')
+        .skip(1)
+        .step_by(2)
+        .map(String::from)
+        .collect()
 }
 
 #[test]
@@ -79,14 +83,15 @@ fn the_example_names_every_setting() {
         .iter()
         .map(|t| t.trim_matches(['[', ']']).to_string())
         .collect();
-    let top: BTreeSet<String> = known_keys("")
-        .difference(&table_names)
-        .cloned()
-        .collect();
+    let top: BTreeSet<String> = known_keys("").difference(&table_names).cloned().collect();
     assert_eq!(documented(""), top, "top-level settings");
     for header in &tables {
         let table = header.trim_matches(['[', ']']);
-        assert_eq!(documented(table), known_keys(header), "settings of {header}");
+        assert_eq!(
+            documented(table),
+            known_keys(header),
+            "settings of {header}"
+        );
     }
 }
 
