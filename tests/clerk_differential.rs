@@ -419,7 +419,7 @@ fn encode_edit(text: &mut String, enc: &Enc) {
             }
         }
         Enc::ExtraChar(_) => {
-            if text.len() % 4 == 0 {
+            if text.len().is_multiple_of(4) {
                 text.push('A');
             } else {
                 // Make the length 1 mod 4.
@@ -575,7 +575,7 @@ fn build(recipe: &Recipe, keys: &Keys) -> String {
     let bytes = |doc: &Doc, seg: Seg| {
         let mut bytes = doc.bytes();
         let trailing = |e: &Enc| matches!(e, Enc::TrailingBits(s) if *s == seg);
-        if bytes.len() % 3 == 0 && recipe.encodings.iter().any(trailing) {
+        if bytes.len().is_multiple_of(3) && recipe.encodings.iter().any(trailing) {
             bytes.push(b' ');
         }
         bytes
