@@ -459,6 +459,12 @@ fn help_subcommand_and_short_options() {
     }
     let out = run(&["-V"], &[]);
     assert_eq!(text(&out.stdout).trim(), expected_version());
+    // The README's "Command line" section shows this very text.
+    let readme = include_str!("../README.md");
+    assert!(
+        readme.contains(&format!("```text\n{help}```")),
+        "README.md's Command line block differs from jwtgate --help:\n{help}"
+    );
 }
 
 #[test]

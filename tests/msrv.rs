@@ -7,6 +7,7 @@
 //! can be downloaded, so this is checked from the dependencies' own
 //! declarations; when the installed rustc is that same version, as it is
 //! now, CI's build is also a build with the MSRV, and the test says so.)
+//! The README must state the same version.
 
 use std::process::Command;
 
@@ -92,6 +93,12 @@ fn rust_version_is_what_the_locked_dependencies_need() {
         minor(&ours),
         minor(&needed),
         "Cargo.toml says rust-version = {ours}, but the locked dependencies need {needed} ({by})"
+    );
+    let readme = include_str!("../README.md");
+    let stated = format!("Rust {}", minor(&ours));
+    assert!(
+        readme.contains(&format!("{stated} or newer")),
+        "the README states the MSRV as \"{stated} or newer\""
     );
     assert!(
         version_key(installed) >= version_key(&ours),
