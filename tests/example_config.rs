@@ -164,3 +164,21 @@ fn jwtgate_check_runs_with_the_example_and_a_pem_key() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("keys: no key source"));
 }
+
+#[test]
+fn the_readme_config_overview_parses() {
+    // The README's Configuration section shows a TOML overview meant to be
+    // copied: it must parse, with known keys of the right types.
+    let readme = include_str!("../README.md");
+    let section = &readme[readme.find("## Configuration").expect("section")..];
+    let block = section
+        .split("```toml\n")
+        .nth(1)
+        .and_then(|rest| rest.split("\n```").next())
+        .expect("a toml block");
+    let settings = settings_from_toml(block).unwrap_or_else(|e| panic!("{e}\n{block}"));
+    assert_eq!(
+        settings.keys.jwt_key_file.as_deref(),
+        Some(std::path::Path::new("/etc/jwtgate/clerk.pem"))
+    );
+}
