@@ -33,6 +33,9 @@ use serde::Deserialize;
 
 use crate::token::claims::Claims;
 use crate::token::json::{parse_object, present, Json};
+use crate::token::scopes::{
+    for_each_org_permission, is_org_scope, is_scoped_list, is_user_scope, scoped_entries,
+};
 
 /// The claims `Facts` reads (nothing else changes an evaluation).
 pub const FACT_CLAIMS: [&str; 8] = [
@@ -361,27 +364,6 @@ fn strip_org_prefixes(mut role: &str) -> &str {
     role
 }
 
-/// The `(scope, value)` entries of a scoped list like `o:a,u:b` (Clerk's
-/// `splitByScope` before it sorts them); check [`is_scoped_list`] first.
-fn scoped_entries(text: &str) -> impl Iterator<Item = (&str, &str)> {
-    text.split(',')
-        .filter(move |_| !text.is_empty())
-        .filter_map(|part| js_trim(part).split_once(':'))
-}
-
-/// Whether `splitByScope` accepts the list (every entry has a `:`).
-fn is_scoped_list(text: &str) -> bool {
-    text.is_empty() || text.split(',').all(|part| js_trim(part).contains(':'))
-}
-
-fn is_org_scope(scope: &str) -> bool {
-    matches!(scope, "o" | "ou" | "uo")
-}
-
-fn is_user_scope(scope: &str) -> bool {
-    matches!(scope, "u" | "ou" | "uo")
-}
-
 /// Features or plans by scope. A list the SDK cannot split gives no
 /// entries (its `has()` catches the throw and answers false).
 fn push_scoped(b: &mut Builder, text: &str, org: Kind, user: Kind) -> Result<(), Broken> {
@@ -399,100 +381,11 @@ fn push_scoped(b: &mut Builder, text: &str, org: Kind, user: Kind) -> Result<(),
     Ok(())
 }
 
-/// `parsePermissions` + `buildOrgPermissions`: bit j of the i-th mask of
-/// `fpm` grants `per[j]` on the i-th org feature of `fea`. The work is
-/// bounded by the input's length plus the permissions granted (only set
-/// bits are visited), and the output by the builder's limits.
+/// The org permissions of v2 claims, as `org:<feature>:<name>`.
 fn push_permissions(b: &mut Builder, fea: &str, per: &str, fpm: &str) -> Result<(), Broken> {
-    if per.is_empty() || fpm.is_empty() {
-        return Ok(());
-    }
-    let names: Vec<&str> = per.split(',').map(js_trim).collect();
-    let org_features = scoped_entries(fea)
-        .filter(|(scope, _)| is_org_scope(scope))
-        .map(|(_, feature)| feature);
-    for (feature, mask) in org_features.zip(fpm.split(',').map(js_trim)) {
-        let Some(mask) = Mask::parse(mask, names.len()) else {
-            continue;
-        };
-        for name in mask.ones().map_while(|j| names.get(j)) {
-            b.push(Kind::Permission, &["org:", feature, ":", name])?;
-        }
-    }
-    Ok(())
-}
-
-/// The low bits of a decimal number of any length, exactly (arithmetic
-/// modulo 2^128, or 2^(64·limbs) when `per` has more than 128 names).
-enum Mask {
-    /// Up to 128 names: two limbs, least significant first.
-    Small([u64; 2]),
-    Big(Vec<u64>),
-}
-
-impl Mask {
-    /// `None` unless `decimal` is all ASCII digits (the SDK's `/^\d+$/`).
-    fn parse(decimal: &str, bits: usize) -> Option<Mask> {
-        if decimal.is_empty() || !decimal.bytes().all(|b| b.is_ascii_digit()) {
-            return None;
-        }
-        let digits = decimal.bytes().map(|b| u64::from(b - b'0'));
-        if bits <= 128 {
-            let value = digits.fold(0u128, |v, d| v.wrapping_mul(10).wrapping_add(u128::from(d)));
-            return Some(Mask::Small([value as u64, (value >> 64) as u64]));
-        }
-        let mut limbs = vec![0u64; bits.div_ceil(64)];
-        for digit in digits {
-            let mut carry = digit;
-            for limb in limbs.iter_mut() {
-                let wide = u128::from(*limb) * 10 + u128::from(carry);
-                *limb = wide as u64;
-                carry = (wide >> 64) as u64;
-            }
-        }
-        Some(Mask::Big(limbs))
-    }
-
-    /// The positions of the set bits, lowest first.
-    fn ones(&self) -> impl Iterator<Item = usize> + '_ {
-        let limbs: &[u64] = match self {
-            Mask::Small(limbs) => limbs,
-            Mask::Big(limbs) => limbs,
-        };
-        limbs.iter().enumerate().flat_map(|(i, &limb)| {
-            let mut rest = limb;
-            std::iter::from_fn(move || {
-                if rest == 0 {
-                    return None;
-                }
-                let bit = rest.trailing_zeros() as usize;
-                rest &= rest - 1;
-                Some(i * 64 + bit)
-            })
-        })
-    }
-}
-
-/// JavaScript's `String.prototype.trim`: WhiteSpace and LineTerminator,
-/// which is not Rust's `trim` (JS trims U+FEFF, Rust trims U+0085).
-fn js_trim(s: &str) -> &str {
-    fn js_space(c: char) -> bool {
-        matches!(
-            c,
-            '\u{9}'..='\u{d}'
-                | ' '
-                | '\u{a0}'
-                | '\u{1680}'
-                | '\u{2000}'..='\u{200a}'
-                | '\u{2028}'
-                | '\u{2029}'
-                | '\u{202f}'
-                | '\u{205f}'
-                | '\u{3000}'
-                | '\u{feff}'
-        )
-    }
-    s.trim_matches(js_space)
+    for_each_org_permission(fea, per, fpm, |feature, name| {
+        b.push(Kind::Permission, &["org:", feature, ":", name])
+    })
 }
 
 /// `fva` when `checkReverificationAuthorization` accepts its shape.
@@ -638,8 +531,6 @@ mod tests {
 
     #[test]
     fn js_trim_is_not_rust_trim() {
-        assert_eq!(js_trim("\u{feff}\u{a0} a \u{3000}\n"), "a");
-        assert_eq!(js_trim("\u{85}a"), "\u{85}a");
         let f = facts(json!({"fea": "\u{85}o:a,\u{feff}o:b"}));
         assert_eq!(all(&f, Kind::OrgFeature), ["b"]);
     }

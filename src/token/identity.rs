@@ -11,6 +11,7 @@
 use crate::token::claims::Claims;
 use crate::token::errors::TokenError;
 use crate::token::json::Json;
+use crate::token::scopes::{for_each_org_permission, is_scoped_list};
 
 /// Longest value written into one header, in bytes.
 pub const MAX_HEADER_VALUE: usize = 1024;
@@ -156,32 +157,25 @@ fn actor_id(act: &Option<Json>) -> Result<Option<String>, TokenError> {
     }
 }
 
-/// Decodes v2 permissions: for the i-th org-scoped feature in `fea`
-/// (scope containing `o`), bit j of `fpm[i]` grants `per[j]`, giving
-/// `org:<feature>:<permission>`. As in Clerk's JS SDK, the index counts
-/// org-scoped features only and bits beyond `per` are ignored. A malformed
-/// list yields no permissions rather than wrong ones.
+/// Decodes v2 permissions as Clerk's SDK does ([`crate::token::scopes`]):
+/// `org:<feature>:<permission>`, comma-separated. A `fea` list the SDK
+/// cannot split yields none rather than wrong ones.
 pub fn decode_permissions(fea: &str, per: &str, fpm: &str) -> Option<String> {
-    let per: Vec<&str> = per.split(',').filter(|p| !p.is_empty()).collect();
-    let mut org_features = Vec::new();
-    for entry in fea.split(',').filter(|f| !f.is_empty()) {
-        let (scope, feature) = entry.split_once(':')?;
-        if scope.contains('o') {
-            org_features.push(feature);
-        }
+    if !is_scoped_list(fea) {
+        return None;
     }
-    let mut granted = Vec::new();
-    for (feature, mask) in org_features.iter().zip(fpm.split(',')) {
-        let Ok(mask) = mask.trim().parse::<u128>() else {
-            continue;
-        };
-        for (bit, perm) in per.iter().enumerate().take(128) {
-            if mask & (1u128 << bit) != 0 {
-                granted.push(format!("org:{feature}:{perm}"));
-            }
+    let mut granted = String::new();
+    let _ = for_each_org_permission(fea, per, fpm, |feature, name| {
+        if !granted.is_empty() {
+            granted.push(',');
         }
-    }
-    Some(granted.join(","))
+        granted.push_str("org:");
+        granted.push_str(feature);
+        granted.push(':');
+        granted.push_str(name);
+        Ok::<(), ()>(())
+    });
+    Some(granted)
 }
 
 #[cfg(test)]

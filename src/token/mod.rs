@@ -13,6 +13,7 @@ pub mod errors;
 pub mod header;
 pub mod identity;
 pub(crate) mod json;
+pub mod scopes;
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
