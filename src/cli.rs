@@ -43,9 +43,12 @@ Exit status:
 ";
 
 /// What the libraries log unless `RUST_LOG` names them: warnings and
-/// errors. may_minihttp is off: its stock release logs every ordinary
-/// connection close as an ERROR.
-const LIBRARY_LOG_FILTERS: &str = "warn,may_minihttp=off";
+/// errors. may (the coroutine runtime) logs a line per connection at INFO
+/// (its fd added to and removed from epoll): it stays at warn, named so a
+/// bare level can never reach it. may_minihttp (vendor/, patched) logs
+/// ordinary connection ends at debug, so its warnings and errors (accept
+/// failures, a service error or panic) are worth seeing.
+const LIBRARY_LOG_FILTERS: &str = "warn,may=warn,may_minihttp=warn";
 
 /// The `env_logger` filters for a `RUST_LOG` value (`None`: unset): a bare
 /// level (`info`, `debug`, ...) is jwtgate's own, so `RUST_LOG=info` as the
@@ -305,22 +308,25 @@ mod tests {
 
     #[test]
     fn a_bare_log_level_is_jwtgates_own() {
-        assert_eq!(log_filters(None), "warn,may_minihttp=off,jwtgate=info");
+        assert_eq!(
+            log_filters(None),
+            "warn,may=warn,may_minihttp=warn,jwtgate=info"
+        );
         assert_eq!(
             log_filters(Some("debug")),
-            "warn,may_minihttp=off,jwtgate=debug"
+            "warn,may=warn,may_minihttp=warn,jwtgate=debug"
         );
         assert_eq!(
             log_filters(Some("INFO, reqwest=debug,,may_minihttp=error")),
-            "warn,may_minihttp=off,jwtgate=INFO,reqwest=debug,may_minihttp=error"
+            "warn,may=warn,may_minihttp=warn,jwtgate=INFO,reqwest=debug,may_minihttp=error"
         );
         assert_eq!(
             log_filters(Some("info/allow")),
-            "warn,may_minihttp=off,jwtgate=info/allow"
+            "warn,may=warn,may_minihttp=warn,jwtgate=info/allow"
         );
         assert_eq!(
             log_filters(Some("hyper")),
-            "warn,may_minihttp=off,hyper",
+            "warn,may=warn,may_minihttp=warn,hyper",
             "a module alone is not a level"
         );
     }
