@@ -13,7 +13,9 @@
 //!
 //! `[browser]` (Clerk's handshake, see [`crate::browser`]) resolves into a
 //! [`BrowserConfig`]; `CLERK_API_URL`, `CLERK_SIGN_IN_URL` and
-//! `CLERK_PROXY_URL` are its defaults.
+//! `CLERK_PROXY_URL` are its defaults. `[http]` (the HTTP layer's limits,
+//! the drain on stop, the start-up wait for keys) resolves into
+//! [`HttpOptions`].
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -24,6 +26,8 @@ use base64::engine::general_purpose::{GeneralPurpose, GeneralPurposeConfig, URL_
 use base64::engine::DecodePaddingMode;
 use base64::Engine;
 use serde::Deserialize;
+
+use may_minihttp::HttpConfig;
 
 use crate::gate::GateOptions;
 use crate::keys::jwk::VerifyingKey;
@@ -50,6 +54,60 @@ pub struct Settings {
     pub verify: VerifySettings,
     pub cache: CacheSettings,
     pub browser: BrowserSettings,
+    pub http: HttpSettings,
+}
+
+/// `[http]`: what one connection may send, how long it may take, how the
+/// port is shared, and the stop and start of the server.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HttpSettings {
+    /// Most header lines of a request (more: 431).
+    pub max_headers: usize,
+    /// Most bytes of a request head, request line included (more: 431).
+    pub max_header_bytes: usize,
+    /// Largest `Content-Length` accepted (the body is skipped; more: 413).
+    pub max_body_bytes: u64,
+    /// An idle keep-alive connection is closed after this; keep it above
+    /// nginx's upstream `keepalive_timeout` (60 s).
+    pub idle_timeout_secs: u64,
+    /// A request head must arrive within this (else 408).
+    pub header_read_timeout_secs: u64,
+    /// `SO_REUSEPORT`: let another process listen on the same port (a
+    /// blue-green hand-over). Off: a taken port fails the start.
+    pub reuse_port: bool,
+    /// On SIGTERM, how long requests already started may take to be
+    /// answered before jwtgate exits anyway.
+    pub drain_secs: u64,
+    /// At start, how long connections wait (in the listen backlog) for the
+    /// first keys before they are accepted and answered 503.
+    pub startup_wait_ms: u64,
+}
+
+impl Default for HttpSettings {
+    fn default() -> Self {
+        HttpSettings {
+            max_headers: 64,
+            max_header_bytes: 32 * 1024,
+            max_body_bytes: 1024 * 1024,
+            idle_timeout_secs: 75,
+            header_read_timeout_secs: 10,
+            reuse_port: false,
+            drain_secs: 5,
+            startup_wait_ms: 3000,
+        }
+    }
+}
+
+/// `[http]`, resolved.
+#[derive(Debug, Clone)]
+pub struct HttpOptions {
+    /// The HTTP layer's limits, timeouts and `SO_REUSEPORT`.
+    pub server: HttpConfig,
+    /// The SIGTERM drain deadline.
+    pub drain: Duration,
+    /// The bound on holding connections while the first keys load.
+    pub startup_wait: Duration,
 }
 
 /// `[browser]`: sign-in for browsers through Clerk's handshake.
@@ -177,6 +235,7 @@ impl Default for Settings {
             verify: VerifySettings::default(),
             cache: CacheSettings::default(),
             browser: BrowserSettings::default(),
+            http: HttpSettings::default(),
         }
     }
 }
@@ -237,6 +296,8 @@ pub struct Config {
     pub gate: GateOptions,
     /// The browser sign-in flow; `None` when off.
     pub browser: Option<BrowserConfig>,
+    /// The HTTP server: limits, stop and start.
+    pub http: HttpOptions,
 }
 
 impl Config {
@@ -292,6 +353,7 @@ impl Config {
         }
         let key_source = resolve_key_source(k, frontend_api.as_deref(), api_url, fetch_timeout)?;
         let browser = resolve_browser(&s, api_url, fetch_timeout)?;
+        let http = resolve_http(&s.http)?;
         let state = match &key_source {
             KeySource::Jwks(_) => resolve_state_dir(k.state_dir.as_deref())?,
             KeySource::Pem { .. } => None,
@@ -345,6 +407,7 @@ impl Config {
                 cookie_suffix: k.publishable_key.as_deref().map(cookie_suffix),
             },
             browser,
+            http,
         })
     }
 
@@ -411,6 +474,50 @@ fn resolve_state_dir(dir: Option<&Path>) -> Result<Option<KeyState>, String> {
         )),
         Err(e) => Err(format!("keys.state_dir: {}: {e}", dir.display())),
     }
+}
+
+/// `[http]`: every value in range, into the HTTP layer's config.
+fn resolve_http(h: &HttpSettings) -> Result<HttpOptions, String> {
+    in_range("http.max_headers", h.max_headers as u64, 16, 1024)?;
+    in_range(
+        "http.max_header_bytes",
+        h.max_header_bytes as u64,
+        1024,
+        1024 * 1024,
+    )?;
+    in_range(
+        "http.max_body_bytes",
+        h.max_body_bytes,
+        0,
+        1024 * 1024 * 1024,
+    )?;
+    in_range("http.idle_timeout_secs", h.idle_timeout_secs, 1, 3600)?;
+    in_range(
+        "http.header_read_timeout_secs",
+        h.header_read_timeout_secs,
+        1,
+        300,
+    )?;
+    in_range("http.drain_secs", h.drain_secs, 0, 300)?;
+    in_range("http.startup_wait_ms", h.startup_wait_ms, 0, 60_000)?;
+    if h.idle_timeout_secs <= 60 {
+        log::warn!(
+            "http.idle_timeout_secs = {}: not above nginx's upstream keepalive_timeout \
+             (60 s), so jwtgate may close a connection nginx is about to reuse",
+            h.idle_timeout_secs
+        );
+    }
+    Ok(HttpOptions {
+        server: HttpConfig::default()
+            .with_max_headers(h.max_headers)
+            .with_max_header_bytes(h.max_header_bytes)
+            .with_max_body_bytes(h.max_body_bytes)
+            .with_idle_timeout(Some(Duration::from_secs(h.idle_timeout_secs)))
+            .with_header_read_timeout(Some(Duration::from_secs(h.header_read_timeout_secs)))
+            .with_reuse_port(h.reuse_port),
+        drain: Duration::from_secs(h.drain_secs),
+        startup_wait: Duration::from_millis(h.startup_wait_ms),
+    })
 }
 
 /// `[browser]`: on when asked, or by default when both Clerk keys are set
@@ -1165,6 +1272,60 @@ mod tests {
             None,
             "a PEM key needs no state"
         );
+    }
+
+    #[test]
+    fn http_settings_reach_the_server_config_and_errors_name_the_key() {
+        let clerk = "[keys]\nsecret_key = \"sk_test_x\"\n";
+        let c = Config::from_settings(settings_from_toml(clerk).unwrap()).unwrap();
+        assert_eq!(c.http.server.max_headers, 64);
+        assert_eq!(c.http.server.max_header_bytes, 32 * 1024);
+        assert_eq!(c.http.server.max_body_bytes, 1024 * 1024);
+        assert_eq!(c.http.server.idle_timeout, Some(Duration::from_secs(75)));
+        assert_eq!(
+            c.http.server.header_read_timeout,
+            Some(Duration::from_secs(10))
+        );
+        assert!(!c.http.server.reuse_port);
+        assert_eq!(c.http.drain, Duration::from_secs(5));
+        assert_eq!(c.http.startup_wait, Duration::from_millis(3000));
+        let set = format!(
+            "{clerk}[http]\nmax_headers = 100\nmax_header_bytes = 65536\nmax_body_bytes = 0\n\
+             idle_timeout_secs = 120\nheader_read_timeout_secs = 3\nreuse_port = true\n\
+             drain_secs = 0\nstartup_wait_ms = 250\n"
+        );
+        let c = Config::from_settings(settings_from_toml(&set).unwrap()).unwrap();
+        assert_eq!(c.http.server.max_headers, 100);
+        assert_eq!(c.http.server.max_header_bytes, 65536);
+        assert_eq!(c.http.server.max_body_bytes, 0);
+        assert_eq!(c.http.server.idle_timeout, Some(Duration::from_secs(120)));
+        assert_eq!(
+            c.http.server.header_read_timeout,
+            Some(Duration::from_secs(3))
+        );
+        assert!(c.http.server.reuse_port);
+        assert_eq!(c.http.drain, Duration::ZERO);
+        assert_eq!(c.http.startup_wait, Duration::from_millis(250));
+        for (line, key) in [
+            ("max_headers = 8", "http.max_headers: 8 is out of range"),
+            ("max_header_bytes = 100", "http.max_header_bytes"),
+            ("max_body_bytes = 2147483648", "http.max_body_bytes"),
+            ("idle_timeout_secs = 0", "http.idle_timeout_secs"),
+            (
+                "header_read_timeout_secs = 0",
+                "http.header_read_timeout_secs",
+            ),
+            ("drain_secs = 301", "http.drain_secs"),
+            ("startup_wait_ms = 60001", "http.startup_wait_ms"),
+        ] {
+            let toml = format!("{clerk}[http]\n{line}\n");
+            let err = Config::from_settings(settings_from_toml(&toml).unwrap()).unwrap_err();
+            assert!(err.starts_with(key), "{line}: {err}");
+        }
+        let err = settings_from_toml("[http]\nreuse_port = \"maybe\"\n").unwrap_err();
+        assert!(err.contains("reuse_port"), "{err}");
+        let err = settings_from_toml("[http]\nmax_header = 1\n").unwrap_err();
+        assert!(err.contains("unknown field `max_header`"), "{err}");
     }
 
     #[test]

@@ -7,12 +7,25 @@
 //! material and hands it to the refresher, which swaps it in only if it
 //! loads; SIGTERM and SIGINT stop. A test can drive the same loop
 //! in-process by sending the messages itself.
+//!
+//! The server's life: the listening socket comes first (systemd's, passed
+//! by socket activation, or bound here, so a taken port fails the start at
+//! once); then the keys the state directory kept; connections are accepted
+//! only once keys are usable, or after `http.startup_wait_ms` (meanwhile
+//! they wait in the socket's backlog: a restart answers them late rather
+//! than 503). On stop the server stops accepting, closes idle keep-alive
+//! connections, answers every request it has started to read (the answers
+//! say `Connection: close`), and returns when all connections are closed or
+//! `http.drain_secs` has passed.
 
+use std::net::TcpListener;
 use std::path::{Path, PathBuf};
-use std::sync::mpsc::{self, Receiver, Sender};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
-use may_minihttp::HttpServiceFactory;
+use may_minihttp::{HttpServiceFactory, ServerHandle};
 use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
 use signal_hook::iterator::Signals;
 
@@ -21,6 +34,7 @@ use crate::gate::metrics::Metrics;
 use crate::gate::server::AuthServiceFactory;
 use crate::gate::Gate;
 use crate::keys::refresher::{refetch_trigger, Command, KeyStatus, RefreshEvents, Refresher};
+use crate::keys::store::KeyStore;
 use crate::systemd;
 use crate::verify::Verifier;
 
@@ -62,14 +76,15 @@ pub fn signals() -> Result<Receiver<Control>, String> {
     Ok(receiver)
 }
 
-/// Runs until [`Control::Stop`] arrives (or every sender is gone).
-/// `config_path` is re-read on [`Control::Reload`] (`None`: defaults and
-/// environment only).
+/// Runs until [`Control::Stop`] arrives (or every sender is gone), then
+/// drains the server (see the module doc). `config_path` is re-read on
+/// [`Control::Reload`] (`None`: defaults and environment only).
 pub fn run(
     config: Config,
     config_path: Option<PathBuf>,
     controls: Receiver<Control>,
 ) -> Result<(), String> {
+    let (listener, activated) = listen(&config)?;
     may::config()
         .set_workers(config.workers)
         .set_stack_size(STACK_WORDS);
@@ -84,7 +99,7 @@ pub fn run(
         config.key_source.clone(),
         config.refresh_every,
         receiver,
-        Box::new(DaemonEvents(metrics.clone())),
+        Box::new(DaemonEvents::new(metrics.clone())),
     )
     .with_state(config.state.clone());
     // Keys kept by the last run, before anything is served: a restart
@@ -95,49 +110,179 @@ pub fn run(
         .spawn(move || refresher.run())
         .map_err(|e| format!("cannot start the key thread: {e}"))?;
 
+    let reload_now = || reload(config_path.as_deref(), &commands, &metrics);
+    if !wait_for_keys(&store, config.http.startup_wait, &controls, reload_now) {
+        systemd::notify_stopping();
+        let _ = commands.send(Command::Shutdown);
+        return Ok(());
+    }
+
+    let addr = listener.local_addr().unwrap_or(config.listen);
     let verifier = Verifier::new(store, config.policy.clone());
-    let gate = Arc::new(Gate::new(verifier, config.gate.clone(), metrics));
-    let _server = AuthServiceFactory(gate)
-        .start(config.listen)
-        .map_err(|e| format!("listen {}: {e}", config.listen))?;
+    let gate = Arc::new(Gate::new(verifier, config.gate.clone(), metrics.clone()));
+    let server = AuthServiceFactory(gate)
+        .start_with_listener(listener, config.http.server.clone())
+        .map_err(|e| format!("listen {addr}: {e}"))?;
     log::info!(
-        "jwtgate {} listening on http://{} with {}",
+        "jwtgate {} listening on http://{addr}{} with {}",
         env!("CARGO_PKG_VERSION"),
-        config.listen,
+        if activated {
+            " (a socket passed by systemd)"
+        } else {
+            ""
+        },
         config.key_source.describe()
     );
 
     while let Ok(control) = controls.recv() {
         match control {
-            Control::Reload => reload(config_path.as_deref(), &commands),
+            Control::Reload => reload(config_path.as_deref(), &commands, &metrics),
             Control::Stop => break,
         }
     }
-    systemd::notify_stopping();
+    stop(&server, config.http.drain);
     let _ = commands.send(Command::Shutdown);
     Ok(())
 }
 
-/// Reports key loads to the metrics and readiness to systemd.
-struct DaemonEvents(Arc<Metrics>);
+/// The listening socket: the one systemd passed (socket activation), which
+/// must be on `listen`, else one bound to `listen` now (with
+/// `SO_REUSEPORT` only if `http.reuse_port`). True when it came from
+/// systemd.
+fn listen(config: &Config) -> Result<(TcpListener, bool), String> {
+    if let Some(listener) = systemd::activated_listener()? {
+        let addr = listener
+            .local_addr()
+            .map_err(|e| format!("socket activation: the passed socket: {e}"))?;
+        if addr != config.listen {
+            return Err(format!(
+                "listen: {} but the socket systemd passed listens on {addr} (jwtgate.socket's \
+                 ListenStream=): make them the same",
+                config.listen
+            ));
+        }
+        return Ok((listener, true));
+    }
+    match may_minihttp::bind(config.listen, &config.http.server) {
+        Ok(listener) => Ok((listener, false)),
+        Err(e) if e.kind() == std::io::ErrorKind::AddrInUse => Err(format!(
+            "listen: {}: {e}: another process listens there (another jwtgate? for a \
+             blue-green hand-over set http.reuse_port = true in both)",
+            config.listen
+        )),
+        Err(e) => Err(format!("listen: {}: {e}", config.listen)),
+    }
+}
+
+/// Leaves connections in the listen backlog until the store has usable
+/// keys, or `bound` has passed (then `/auth` answers 503 until they load),
+/// handling reloads meanwhile. False when told to stop first.
+fn wait_for_keys(
+    store: &KeyStore,
+    bound: Duration,
+    controls: &Receiver<Control>,
+    mut reload: impl FnMut(),
+) -> bool {
+    let started = Instant::now();
+    let deadline = started + bound;
+    loop {
+        if store.is_usable() {
+            log::debug!(
+                "keys usable {} ms after start",
+                started.elapsed().as_millis()
+            );
+            return true;
+        }
+        let now = Instant::now();
+        if now >= deadline {
+            log::warn!(
+                "no usable keys {} ms after start (http.startup_wait_ms): accepting \
+                 connections; /auth answers 503 until keys load",
+                bound.as_millis()
+            );
+            return true;
+        }
+        match controls.recv_timeout((deadline - now).min(Duration::from_millis(5))) {
+            Ok(Control::Reload) => reload(),
+            Ok(Control::Stop) | Err(RecvTimeoutError::Disconnected) => return false,
+            Err(RecvTimeoutError::Timeout) => {}
+        }
+    }
+}
+
+/// Stop: accept nothing more, close idle connections, answer the requests
+/// under way, for at most `drain`.
+fn stop(server: &ServerHandle, drain: Duration) {
+    systemd::notify_stopping();
+    log::info!(
+        "stopping: no new connections; answering the requests under way on {} \
+         connection(s), for at most {} ms (http.drain_secs)",
+        server.live_connections(),
+        drain.as_millis()
+    );
+    let started = Instant::now();
+    if server.shutdown(drain) {
+        log::info!(
+            "stopped after {} ms: every connection closed",
+            started.elapsed().as_millis()
+        );
+    } else {
+        log::warn!(
+            "stopped at the drain deadline ({} ms, http.drain_secs) with {} connection(s) \
+             still open: closing them",
+            drain.as_millis(),
+            server.live_connections()
+        );
+    }
+}
+
+/// Reports key loads and reloads to the metrics, readiness and reload
+/// outcomes to systemd.
+struct DaemonEvents {
+    metrics: Arc<Metrics>,
+    /// READY=1 was sent for the start.
+    ready: AtomicBool,
+}
+
+impl DaemonEvents {
+    fn new(metrics: Arc<Metrics>) -> DaemonEvents {
+        DaemonEvents {
+            metrics,
+            ready: AtomicBool::new(false),
+        }
+    }
+}
 
 impl RefreshEvents for DaemonEvents {
     fn loaded(&self, ok: bool, keys: KeyStatus) {
-        self.0.record_fetch(ok);
-        self.0.record_keys(keys.held, keys.fetched_at.unwrap_or(0));
+        self.metrics.record_fetch(ok);
+        self.metrics
+            .record_keys(keys.held, keys.fetched_at.unwrap_or(0));
     }
 
     fn restored(&self, keys: KeyStatus) {
-        self.0.record_keys(keys.held, keys.fetched_at.unwrap_or(0));
+        self.metrics
+            .record_keys(keys.held, keys.fetched_at.unwrap_or(0));
     }
 
     fn settled(&self) {
-        systemd::notify_ready();
+        // After a reload, `reloaded` has sent READY=1 with its outcome.
+        if !self.ready.swap(true, Ordering::AcqRel) {
+            systemd::notify_ready();
+        }
+    }
+
+    fn reloaded(&self, outcome: Result<KeyStatus, String>) {
+        self.metrics.record_reload(outcome.is_ok());
+        match outcome {
+            Ok(keys) => systemd::notify_reloaded(Ok(&format!("{} key(s) loaded", keys.held))),
+            Err(e) => systemd::notify_reloaded(Err((systemd::EIO, &e))),
+        }
     }
 }
 
 /// Reload: re-read the key material; on error keep everything as it is.
-fn reload(path: Option<&Path>, commands: &Sender<Command>) {
+fn reload(path: Option<&Path>, commands: &Sender<Command>, metrics: &Metrics) {
     systemd::notify_reloading();
     log::info!("SIGHUP: reloading key material");
     match Config::load(path) {
@@ -146,7 +291,8 @@ fn reload(path: Option<&Path>, commands: &Sender<Command>) {
         }
         Err(e) => {
             log::error!("reload failed: {e}; keeping the current keys");
-            systemd::notify_ready();
+            metrics.record_reload(false);
+            systemd::notify_reloaded(Err((systemd::EINVAL, &e)));
         }
     }
 }

@@ -255,7 +255,8 @@ fn sigterm_and_sigint_exit_zero_promptly() {
 }
 
 /// systemd `Type=notify`: READY=1 once keys are loaded (or the first load
-/// failed), RELOADING=1 then READY=1 around SIGHUP, STOPPING=1 on exit.
+/// failed), RELOADING=1 then READY=1 (with STATUS= and ERRNO=, EIO for keys
+/// that did not load) around SIGHUP, STOPPING=1 on exit.
 #[test]
 fn systemd_notifications_follow_the_key_state() {
     use std::os::unix::net::UnixDatagram;
@@ -290,7 +291,19 @@ fn systemd_notifications_follow_the_key_state() {
             reloading.starts_with("RELOADING=1\nMONOTONIC_USEC="),
             "{reloading:?}"
         );
-        assert_eq!(recv(), "READY=1");
+        // READY=1 ends the reload (Type=notify-reload), with its outcome.
+        let reloaded = recv();
+        let want = if key_server_up {
+            "READY=1\nSTATUS=reloaded: 1 key(s) loaded\nERRNO=0"
+        } else {
+            "READY=1\nSTATUS=reload failed, serving the old keys: "
+        };
+        assert!(reloaded.starts_with(want), "{reloaded:?}");
+        assert_eq!(
+            reloaded.ends_with("ERRNO=5"),
+            !key_server_up,
+            "{reloaded:?}"
+        );
         daemon.signal("TERM");
         assert_eq!(recv(), "STOPPING=1");
     }

@@ -29,6 +29,8 @@ pub struct Metrics {
     denied: [AtomicU64; TokenError::ALL.len()],
     fetch_ok: AtomicU64,
     fetch_error: AtomicU64,
+    reload_ok: AtomicU64,
+    reload_error: AtomicU64,
     /// When the keys in use were fetched (0: no keys).
     keys_fetched_unix: AtomicU64,
     keys_loaded: AtomicU64,
@@ -101,6 +103,16 @@ impl Metrics {
             self.fetch_ok.fetch_add(1, Relaxed);
         } else {
             self.fetch_error.fetch_add(1, Relaxed);
+        }
+    }
+
+    /// Counts one reload (SIGHUP): `ok` when the config and the keys
+    /// loaded, else the old keys stayed.
+    pub fn record_reload(&self, ok: bool) {
+        if ok {
+            self.reload_ok.fetch_add(1, Relaxed);
+        } else {
+            self.reload_error.fetch_add(1, Relaxed);
         }
     }
 
@@ -188,6 +200,12 @@ impl Metrics {
             "JWKS fetches by outcome.",
             &fetches,
         )?;
+        let reloads = [
+            ("outcome=\"ok\"", self.reload_ok.load(Relaxed)),
+            ("outcome=\"error\"", self.reload_error.load(Relaxed)),
+        ];
+        let help = "Reloads (SIGHUP) by outcome; on error the old keys stay in use.";
+        family(out, "jwtgate_reloads_total", "counter", help, &reloads)?;
         let cache = [
             ("result=\"hit\"", self.cache_hits.load(Relaxed)),
             ("result=\"miss\"", self.cache_misses.load(Relaxed)),
@@ -416,6 +434,7 @@ mod tests {
             Duration::from_millis(3),
         );
         m.record_fetch(true);
+        m.record_reload(false);
         m.record_keys(2, 1_700_000_000);
         let mut text = String::new();
         m.render(&mut text).unwrap();
@@ -425,6 +444,8 @@ mod tests {
         );
         assert!(text.contains("jwtgate_keys_loaded 2\n"));
         assert!(text.contains("jwtgate_key_fetches_total{outcome=\"ok\"} 1\n"));
+        assert!(text.contains("jwtgate_reloads_total{outcome=\"ok\"} 0\n"));
+        assert!(text.contains("jwtgate_reloads_total{outcome=\"error\"} 1\n"));
         assert!(text.contains("jwtgate_last_good_key_fetch_timestamp_seconds 1700000000\n"));
         let age = crate::keys::store::unix_now() - 1_700_000_000;
         let line = text

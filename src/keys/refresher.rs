@@ -62,6 +62,10 @@ pub trait RefreshEvents: Send {
     fn restored(&self, keys: KeyStatus);
     /// The first load after start, or a SIGHUP reload, is over (either way).
     fn settled(&self);
+    /// A SIGHUP reload ended (just before [`settled`](Self::settled)): the
+    /// keys now held, or why the new source did not load (the old keys
+    /// stay).
+    fn reloaded(&self, _outcome: Result<KeyStatus, String>) {}
 }
 
 /// The delays between failed fetches: 1 s doubling up to a cap (60 s, or
@@ -334,6 +338,11 @@ impl Refresher {
                 Err(e)
             }
         };
+        let outcome = match &result {
+            Ok(()) => Ok(self.status()),
+            Err(e) => Err(e.to_string()),
+        };
+        self.events.reloaded(outcome);
         self.events.settled();
         result
     }

@@ -214,9 +214,12 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 
 /// Binds the first address that works, like `std::net::TcpListener::bind`,
 /// with `SO_REUSEADDR` (a restart may bind while old connections linger in
-/// TIME_WAIT; on Linux it never lets two sockets listen on one port) and
-/// `SO_REUSEPORT` only when asked.
-fn bind<L: ToSocketAddrs>(addr: L, config: &HttpConfig) -> io::Result<std::net::TcpListener> {
+/// TIME_WAIT; on Linux it never lets two sockets listen on one port),
+/// `SO_REUSEPORT` only when `config.reuse_port`, and `config.backlog`; the
+/// socket listens, so connections queue in its backlog until a server
+/// started with [`HttpServiceFactory::start_with_listener`] accepts them.
+/// (`start_with_config` is `bind` and then `start_with_listener`.)
+pub fn bind<L: ToSocketAddrs>(addr: L, config: &HttpConfig) -> io::Result<std::net::TcpListener> {
     let mut last = None;
     for addr in addr.to_socket_addrs()? {
         match bind_one(addr, config) {

@@ -15,6 +15,6 @@ mod response;
 mod shared;
 
 pub use config::HttpConfig;
-pub use http_server::{HttpServer, HttpService, HttpServiceFactory, ServerHandle};
+pub use http_server::{bind, HttpServer, HttpService, HttpServiceFactory, ServerHandle};
 pub use request::{BodyReader, Request};
 pub use response::{IntoResponseHeader, Response, ResponseHeader, MAX_RESPONSE_HEADERS};
