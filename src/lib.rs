@@ -25,8 +25,10 @@
 //!
 //! - [`config`]: TOML + environment, checked, with errors that name the
 //!   key; resolved into the values the layers above take.
-//! - [`daemon`]: threads, the HTTP server, reload and stop ([`Control`]).
-//! - [`systemd`]: `Type=notify` readiness.
+//! - [`daemon`]: threads, the HTTP server's life (listen, wait for keys,
+//!   drain), reload and stop ([`Control`]).
+//! - [`systemd`]: `Type=notify` readiness and reload outcomes, socket
+//!   activation.
 //! - [`cli`], [`demo`]: the command line, `check`, `verify`, `demo`.
 //!
 //! Between `verify` and `gate`, what the gate consults besides the token:

@@ -2,8 +2,9 @@
 //! black-box over real sockets: the real jwtgate binary where the daemon's
 //! defaults are what is tested, and examples/hello.rs (the same library,
 //! every `HttpConfig` option from the environment, SIGTERM drain, socket
-//! activation) where a test needs short timeouts or the stop API, which the
-//! daemon does not wire up yet. Each test prints its figures (run with
+//! activation) where a test needs short timeouts or the stop API directly
+//! (the daemon's drain and socket activation are tested in
+//! tests/restarts.rs). Each test prints its figures (run with
 //! `--nocapture` to see them).
 
 mod common;

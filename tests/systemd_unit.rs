@@ -1,4 +1,6 @@
-//! Checks for the shipped systemd unit, `systemd/jwtgate.service`.
+//! Checks for the shipped systemd units: `systemd/jwtgate.service`, its
+//! socket `systemd/jwtgate.socket` (socket activation), and the
+//! `systemd/notify-reload.conf` drop-in for systemd 253+.
 //!
 //! These tests need `systemd-analyze` (version 250 or newer, for
 //! `security --offline`).  They FAIL, never skip, when it is missing: on
@@ -17,9 +19,13 @@ const SHIPPED_EXEC_START: &str =
     "ExecStart=/usr/local/bin/jwtgate --config /etc/jwtgate/jwtgate.toml";
 
 fn unit_path() -> PathBuf {
+    systemd_file(UNIT_NAME)
+}
+
+fn systemd_file(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("systemd")
-        .join(UNIT_NAME)
+        .join(name)
 }
 
 fn read_unit() -> String {
@@ -163,9 +169,16 @@ fn unit_passes_systemd_analyze_verify() {
     let copy = tmp.0.join(UNIT_NAME);
     fs::write(&copy, patched).unwrap_or_else(|e| panic!("cannot write {}: {e}", copy.display()));
     let copy_str = copy.to_str().expect("temp path is not UTF-8");
+    // The socket next to it, as installed: the service Wants= it.
+    let socket = tmp.0.join("jwtgate.socket");
+    fs::copy(systemd_file("jwtgate.socket"), &socket).unwrap();
+    let socket_str = socket.to_str().expect("temp path is not UTF-8");
 
-    let out = systemd_analyze(&["verify", copy_str]);
-    let report = describe(&format!("systemd-analyze verify {copy_str}"), &out);
+    let out = systemd_analyze(&["verify", socket_str, copy_str]);
+    let report = describe(
+        &format!("systemd-analyze verify {socket_str} {copy_str}"),
+        &out,
+    );
     assert!(out.status.success(), "{report}");
 
     // verify exits 0 even for unknown keys or unparsable values; those show
@@ -272,4 +285,96 @@ fn unit_keeps_required_settings() {
             "IPAddressDeny={value} would block the JWKS fetch"
         );
     }
+}
+
+/// The value of `key` in `[section]`: exactly one assignment.
+fn single_in(unit: &str, section: &str, key: &str) -> String {
+    let values = assignments(unit, section, key);
+    assert_eq!(
+        values.len(),
+        1,
+        "expected exactly one {key}= in [{section}], found {values:?}"
+    );
+    values[0].to_string()
+}
+
+#[test]
+fn the_socket_listens_where_jwtgate_and_nginx_expect_it() {
+    let socket = fs::read_to_string(systemd_file("jwtgate.socket")).unwrap();
+    let listen = single_in(&socket, "Socket", "ListenStream");
+    // jwtgate refuses a passed socket on another address than `listen`.
+    assert_eq!(listen, jwtgate::config::Settings::default().listen);
+    let upstream = fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("nginx/jwtgate-upstream.conf"),
+    )
+    .unwrap();
+    assert!(
+        upstream.contains(&format!("server {listen};")),
+        "nginx/jwtgate-upstream.conf points at {listen}"
+    );
+    // One socket only (jwtgate serves one), not shared with SO_REUSEPORT,
+    // passed as is (not one connection per process).
+    assert_eq!(single_in(&socket, "Socket", "ReusePort"), "no");
+    assert!(assignments(&socket, "Socket", "Accept")
+        .iter()
+        .all(|v| *v == "no"));
+    assert_eq!(single_in(&socket, "Install", "WantedBy"), "sockets.target");
+
+    // The service takes it when it is there, and works without it.
+    let unit = read_unit();
+    assert!(assignments(&unit, "Unit", "Wants").contains(&"jwtgate.socket"));
+    assert!(assignments(&unit, "Unit", "After").contains(&"jwtgate.socket"));
+    assert!(assignments(&unit, "Unit", "Requires").is_empty());
+    // The drain (http.drain_secs, default 5 s) ends before systemd's SIGKILL.
+    let stop = single(&unit, "TimeoutStopSec");
+    let stop_secs: u64 = stop.trim_end_matches('s').parse().unwrap();
+    let drain = jwtgate::config::Settings::default().http.drain_secs;
+    assert!(
+        drain < stop_secs,
+        "drain_secs {drain} vs TimeoutStopSec={stop}"
+    );
+}
+
+#[test]
+fn the_notify_reload_drop_in_replaces_the_kill_command() {
+    let dropin = fs::read_to_string(systemd_file("notify-reload.conf")).unwrap();
+    assert_eq!(single(&dropin, "Type"), "notify-reload");
+    // An empty ExecReload= resets the unit's kill command: systemd's own
+    // SIGHUP is the one reload.
+    assert_eq!(single(&dropin, "ExecReload"), "");
+    assert!(assignments(&dropin, "Service", "ReloadSignal").is_empty());
+    // systemd 252 does not know Type=notify-reload: there the package does
+    // not install the drop-in (packaging/deb/postinst checks the version);
+    // where systemd-analyze is 253 or newer, the unit with it verifies.
+    let version = systemd_analyze(&["--version"]);
+    let major: u32 = String::from_utf8_lossy(&version.stdout)
+        .split_whitespace()
+        .nth(1)
+        .and_then(|v| v.parse().ok())
+        .expect("systemd-analyze --version: systemd NNN");
+    let postinst =
+        fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("packaging/deb/postinst"))
+            .unwrap();
+    assert!(
+        postinst.contains("-ge 253"),
+        "the package checks for systemd 253"
+    );
+    if major < 253 {
+        eprintln!("systemd {major}: the notify-reload drop-in is not verified here (253+ only)");
+        return;
+    }
+    let tmp = TempDir::new("dropin");
+    let bin = env!("CARGO_BIN_EXE_jwtgate");
+    let unit = read_unit().replace("/usr/local/bin/jwtgate", bin);
+    fs::write(tmp.0.join(UNIT_NAME), unit).unwrap();
+    fs::create_dir_all(tmp.0.join("jwtgate.service.d")).unwrap();
+    fs::write(tmp.0.join("jwtgate.service.d/notify-reload.conf"), dropin).unwrap();
+    let path = tmp.0.join(UNIT_NAME);
+    let out = systemd_analyze(&["verify", path.to_str().unwrap()]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success() && !stderr.contains("jwtgate"),
+        "{}",
+        describe("systemd-analyze verify (with the drop-in)", &out)
+    );
 }
