@@ -682,8 +682,9 @@ fn a_start_holds_connections_until_keys_load_within_the_startup_wait() {
     let socket = held_socket();
     let addr = socket.local_addr().unwrap();
     // A request sent before jwtgate runs at all (it waits in the backlog).
-    let first = |dir: &TempDir, state: &Path, back_after: Option<Duration>| {
-        let config = config_file(dir, addr, &keys, state, "startup_wait_ms = 1500");
+    let first = |dir: &TempDir, state: &Path, wait_ms: u64, back_after: Option<Duration>| {
+        let wait = format!("startup_wait_ms = {wait_ms}");
+        let config = config_file(dir, addr, &keys, state, &wait);
         let mut stream = TcpStream::connect(addr).unwrap();
         stream
             .set_read_timeout(Some(Duration::from_secs(10)))
@@ -708,7 +709,7 @@ fn a_start_holds_connections_until_keys_load_within_the_startup_wait() {
     keys.set_down(true);
     let dir = TempDir::new("start-none");
     let empty = TempDir::new("start-none-state");
-    let (status, held, _j) = first(&dir, &empty.0, None);
+    let (status, held, _j) = first(&dir, &empty.0, 1500, None);
     eprintln!("start with no keys: the first request answered {status} after {held:?} (startup_wait_ms = 1500)");
     assert_eq!(status, 503);
     assert!(
@@ -721,10 +722,13 @@ fn a_start_holds_connections_until_keys_load_within_the_startup_wait() {
     // refresher's retry is 1 s after the first failure).
     let dir = TempDir::new("start-back");
     let state = TempDir::new("start-back-state");
-    let (status, held, j) = first(&dir, &state.0, Some(Duration::from_millis(300)));
+    let (status, held, j) = first(&dir, &state.0, 3000, Some(Duration::from_millis(300)));
     eprintln!("start while the key server is down for 300 ms: the first request answered {status} after {held:?}");
     assert_eq!(status, 200, "{}", j.log_text());
-    assert!(held < Duration::from_millis(1500), "{held:?}");
+    assert!(
+        held < Duration::from_millis(2500),
+        "when keys load, not at the bound: {held:?}"
+    );
     let deadline = Instant::now() + Duration::from_secs(5);
     while !state.path("jwks.json").exists() {
         assert!(Instant::now() < deadline);
@@ -735,10 +739,13 @@ fn a_start_holds_connections_until_keys_load_within_the_startup_wait() {
     // During an outage, with the state directory's keys: at once.
     keys.set_down(true);
     let dir = TempDir::new("start-state");
-    let (status, held, j) = first(&dir, &state.0, None);
+    let (status, held, j) = first(&dir, &state.0, 3000, None);
     eprintln!("start during an outage with a state file: the first request answered {status} after {held:?}");
     assert_eq!(status, 200, "{}", j.log_text());
-    assert!(held < Duration::from_millis(1000), "{held:?}");
+    assert!(
+        held < Duration::from_millis(1500),
+        "at once, not at the bound: {held:?}"
+    );
 }
 
 /// A second process on the same port fails with "address in use", naming
