@@ -461,6 +461,12 @@ fn restarts_under_load(
         let log = previous.log_text();
         drop(previous);
         assert!(!log.contains("panicked"), "{log}");
+        // RUST_LOG=info, as the unit sets it: no line per connection from
+        // may ("add fd to epoll select") nor may_minihttp.
+        assert!(
+            !log.contains(" may::") && !log.contains(" may_minihttp"),
+            "{log}"
+        );
         let start = jwtgate.wait_listening();
         restarts.push(Restart {
             signalled,
