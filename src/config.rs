@@ -21,14 +21,13 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use base64::alphabet;
-use base64::engine::general_purpose::{GeneralPurpose, GeneralPurposeConfig, URL_SAFE};
-use base64::engine::DecodePaddingMode;
-use base64::Engine;
 use serde::Deserialize;
 
 use may_minihttp::HttpConfig;
 
+// The publishable key's decoding lives with the instance it describes;
+// re-exported here, where it was first (fuzz targets and tests use it).
+pub use crate::browser::instance::{cookie_suffix, parse_publishable_key};
 use crate::gate::GateOptions;
 use crate::keys::jwk::VerifyingKey;
 use crate::keys::source::{JwksSource, KeySource};
@@ -894,65 +893,9 @@ fn check_jwks_url(url: &str) -> Result<(String, bool), String> {
     Ok((parsed.to_string(), private))
 }
 
-/// Decodes a Clerk publishable key (`pk_live_`/`pk_test_` + base64 of
-/// `<frontend api host>$`) into the Frontend API host.
-pub fn parse_publishable_key(pk: &str) -> Result<String, String> {
-    let parts: Vec<&str> = pk.split('_').collect();
-    if parts.len() != 3 || parts[0] != "pk" || !matches!(parts[1], "live" | "test") {
-        return Err("expected pk_live_... or pk_test_...".into());
-    }
-    let lenient = GeneralPurpose::new(
-        &alphabet::STANDARD,
-        GeneralPurposeConfig::new().with_decode_padding_mode(DecodePaddingMode::Indifferent),
-    );
-    let decoded = lenient
-        .decode(parts[2])
-        .ok()
-        .and_then(|b| String::from_utf8(b).ok())
-        .ok_or("the part after pk_live_/pk_test_ is not base64 text")?;
-    let host = decoded
-        .strip_suffix('$')
-        .filter(|h| !h.contains('$') && h.contains('.'))
-        .ok_or("the decoded key must be a host name ending in one '$'")?;
-    if host
-        .chars()
-        .any(|c| !(c.is_ascii_alphanumeric() || c == '.' || c == '-'))
-    {
-        return Err(format!("{host:?} is not a host name"));
-    }
-    Ok(host.to_string())
-}
-
-/// Clerk's per-instance cookie suffix: the first 8 characters of the
-/// URL-safe base64 of SHA-1(publishable key).
-pub fn cookie_suffix(publishable_key: &str) -> String {
-    let digest = openssl::sha::sha1(publishable_key.as_bytes());
-    URL_SAFE.encode(digest)[..8].to_string()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn publishable_keys_decode_as_clerk_computes_them() {
-        assert_eq!(
-            parse_publishable_key("pk_live_Y2xlcmsuZXhhbXBsZS5jb20k").unwrap(),
-            "clerk.example.com"
-        );
-        assert_eq!(
-            parse_publishable_key("pk_test_aGFwcHktaGlwcG8tMS5jbGVyay5hY2NvdW50cy5kZXYk").unwrap(),
-            "happy-hippo-1.clerk.accounts.dev"
-        );
-        for bad in [
-            "pk_live_",
-            "sk_live_Y2xlcmsuZXhhbXBsZS5jb20k",
-            "pk_live_Y2xlcmsuZXhhbXBsZS5jb20",
-            "pk_x_Y2xlcmsuZXhhbXBsZS5jb20k",
-        ] {
-            assert!(parse_publishable_key(bad).is_err(), "{bad}");
-        }
-    }
 
     /// A plain `jwks_url` config (another issuer) with its required
     /// issuer and audience.
@@ -994,14 +937,6 @@ mod tests {
             .unwrap_err()
             .contains("regular file"));
         assert!(read_key_file(Path::new("/nonexistent.pem")).is_err());
-    }
-
-    #[test]
-    fn cookie_suffix_matches_clerks_example() {
-        assert_eq!(
-            cookie_suffix("pk_live_Y2xlcmsuZXhhbXBsZS5jb20k"),
-            "naoXFJnI"
-        );
     }
 
     #[test]

@@ -96,16 +96,28 @@ pub struct Request<'a> {
     pub referer: Option<&'a [u8]>,
 }
 
+/// The original request line, as the gate reads it from the proxy's
+/// headers (`gate::original`: X-Forwarded-* / X-Original-*, the Envoy
+/// route); the browser flow never reads those headers itself.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Target<'a> {
+    /// The original method (`""` when unknown: then nothing GET-only
+    /// happens).
+    pub method: &'a str,
+    /// `http` or `https` (the first item of `X-Forwarded-Proto`).
+    pub proto: &'a str,
+    pub host: Option<&'a str>,
+    /// Path and query as the browser sent them.
+    pub uri: Option<&'a str>,
+}
+
 impl<'a> Request<'a> {
-    /// Reads the original request from the headers a proxy forwards (the
-    /// contract's list): method from `X-Forwarded-Method`, else
-    /// `X-Original-Method`, else `own_method`; URI from `X-Forwarded-Uri`,
-    /// else `X-Original-URI`; host from `X-Forwarded-Host`, else `Host`;
-    /// scheme from `X-Forwarded-Proto`, else https; every `Cookie` header,
-    /// bytewise. The first non-empty header of each name counts. `bearer`
-    /// is the token the caller extracted from `Authorization`.
-    pub fn from_headers<I>(
-        own_method: &'a str,
+    /// The request as the decision reads it: the original request line
+    /// from `target`; from `headers`, every `Cookie` header (bytewise) and
+    /// the first non-empty `Accept`, `Sec-Fetch-Dest` and `Referer`.
+    /// `bearer` is the token the caller extracted from `Authorization`.
+    pub fn new<I>(
+        target: Target<'a>,
         headers: I,
         cookie_suffix: &str,
         bearer: Option<&'a str>,
@@ -119,12 +131,11 @@ impl<'a> Request<'a> {
                 .find(|(n, v)| n.eq_ignore_ascii_case(name) && !v.is_empty())
                 .map(|(_, v)| v)
         };
-        let method = get("x-forwarded-method")
-            .or_else(|| get("x-original-method"))
-            .unwrap_or(own_method.as_bytes());
-        let uri = get("x-forwarded-uri").or_else(|| get("x-original-uri"));
-        let host = get("x-forwarded-host").or_else(|| get("host"));
-        let url = super::url::clerk_url(get("x-forwarded-proto"), host, uri);
+        let url = super::url::clerk_url(
+            Some(target.proto.as_bytes()),
+            target.host.map(str::as_bytes),
+            target.uri.map(str::as_bytes),
+        );
         let cookies = ClerkCookies::parse(
             headers
                 .clone()
@@ -133,7 +144,7 @@ impl<'a> Request<'a> {
             cookie_suffix,
         );
         Request {
-            method,
+            method: target.method.as_bytes(),
             url,
             cookies,
             bearer,
@@ -1097,8 +1108,24 @@ mod tests {
         h: &'a [(&'static str, String)],
         bearer: Option<&'a str>,
     ) -> Request<'a> {
-        Request::from_headers(
-            "GET",
+        // The contract's reading of the proxy's headers (the gate's
+        // `Original` does it for real).
+        let get = |names: &[&str]| {
+            names.iter().find_map(|name| {
+                h.iter()
+                    .find(|(n, v)| n.eq_ignore_ascii_case(name) && !v.is_empty())
+                    .map(|(_, v)| v.as_str())
+            })
+        };
+        let first = |v: &'a str| v.split(',').next().unwrap_or(v).trim_matches([' ', '\t']);
+        let target = Target {
+            method: get(&["X-Forwarded-Method", "X-Original-Method"]).unwrap_or("GET"),
+            proto: get(&["X-Forwarded-Proto"]).map_or("https", first),
+            host: get(&["X-Forwarded-Host", "Host"]).map(first),
+            uri: get(&["X-Forwarded-Uri", "X-Original-URI"]),
+        };
+        Request::new(
+            target,
             h.iter().map(|(n, v)| (*n, v.as_bytes())),
             inst.cookie_suffix(),
             bearer,

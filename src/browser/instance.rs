@@ -7,6 +7,10 @@
 //! (clerk-handshake.md §1) and `createRedirect`'s default sign-in URL.
 
 use ::url::Url;
+use base64::alphabet;
+use base64::engine::general_purpose::{GeneralPurpose, GeneralPurposeConfig, URL_SAFE};
+use base64::engine::DecodePaddingMode;
+use base64::Engine;
 
 /// Clerk's Backend API, the default `keys.api_url`.
 pub const DEFAULT_API_URL: &str = "https://api.clerk.com";
@@ -39,7 +43,7 @@ impl Instance {
         sign_in_url: Option<&str>,
         api_url: &str,
     ) -> Result<Instance, String> {
-        let frontend_api_host = crate::config::parse_publishable_key(publishable_key)
+        let frontend_api_host = parse_publishable_key(publishable_key)
             .map_err(|e| format!("keys.publishable_key: {e}"))?;
         let proxy_url = match proxy_url.filter(|p| !p.is_empty()) {
             None => None,
@@ -58,7 +62,7 @@ impl Instance {
         };
         Ok(Instance {
             production: publishable_key.starts_with("pk_live_"),
-            cookie_suffix: crate::config::cookie_suffix(publishable_key),
+            cookie_suffix: cookie_suffix(publishable_key),
             frontend_api_host,
             proxy_url,
             sign_in_url,
@@ -200,6 +204,42 @@ pub fn is_loopback(url: &Url) -> bool {
     }
 }
 
+/// Decodes a Clerk publishable key (`pk_live_`/`pk_test_` + base64 of
+/// `<frontend api host>$`) into the Frontend API host.
+pub fn parse_publishable_key(pk: &str) -> Result<String, String> {
+    let parts: Vec<&str> = pk.split('_').collect();
+    if parts.len() != 3 || parts[0] != "pk" || !matches!(parts[1], "live" | "test") {
+        return Err("expected pk_live_... or pk_test_...".into());
+    }
+    let lenient = GeneralPurpose::new(
+        &alphabet::STANDARD,
+        GeneralPurposeConfig::new().with_decode_padding_mode(DecodePaddingMode::Indifferent),
+    );
+    let decoded = lenient
+        .decode(parts[2])
+        .ok()
+        .and_then(|b| String::from_utf8(b).ok())
+        .ok_or("the part after pk_live_/pk_test_ is not base64 text")?;
+    let host = decoded
+        .strip_suffix('$')
+        .filter(|h| !h.contains('$') && h.contains('.'))
+        .ok_or("the decoded key must be a host name ending in one '$'")?;
+    if host
+        .chars()
+        .any(|c| !(c.is_ascii_alphanumeric() || c == '.' || c == '-'))
+    {
+        return Err(format!("{host:?} is not a host name"));
+    }
+    Ok(host.to_string())
+}
+
+/// Clerk's per-instance cookie suffix: the first 8 characters of the
+/// URL-safe base64 of SHA-1(publishable key).
+pub fn cookie_suffix(publishable_key: &str) -> String {
+    let digest = openssl::sha::sha1(publishable_key.as_bytes());
+    URL_SAFE.encode(digest)[..8].to_string()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -318,6 +358,34 @@ mod tests {
         assert_eq!(
             i.sign_in_url(&req).unwrap().as_str(),
             "https://app.example.com/sign-in"
+        );
+    }
+
+    #[test]
+    fn publishable_keys_decode_as_clerk_computes_them() {
+        assert_eq!(
+            parse_publishable_key("pk_live_Y2xlcmsuZXhhbXBsZS5jb20k").unwrap(),
+            "clerk.example.com"
+        );
+        assert_eq!(
+            parse_publishable_key("pk_test_aGFwcHktaGlwcG8tMS5jbGVyay5hY2NvdW50cy5kZXYk").unwrap(),
+            "happy-hippo-1.clerk.accounts.dev"
+        );
+        for bad in [
+            "pk_live_",
+            "sk_live_Y2xlcmsuZXhhbXBsZS5jb20k",
+            "pk_live_Y2xlcmsuZXhhbXBsZS5jb20",
+            "pk_x_Y2xlcmsuZXhhbXBsZS5jb20k",
+        ] {
+            assert!(parse_publishable_key(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn cookie_suffix_matches_clerks_example() {
+        assert_eq!(
+            cookie_suffix("pk_live_Y2xlcmsuZXhhbXBsZS5jb20k"),
+            "naoXFJnI"
         );
     }
 }

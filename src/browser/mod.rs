@@ -86,7 +86,7 @@ pub mod url;
 
 pub use decision::{
     decide, is_eligible, is_navigation, resume_with_directives, Outcome, Reason, Redirect,
-    RedirectKind, Refresh, Request, TokenVerifier,
+    RedirectKind, Refresh, Request, Target, TokenVerifier,
 };
 pub use exchange::{ExchangeError, ExchangeSettings, NonceExchanger};
 pub use instance::Instance;
