@@ -2,7 +2,8 @@
 //! asks of it.
 //!
 //! Threads: may's workers serve HTTP; one refresher thread does all key
-//! fetching; the caller's thread waits for [`Control`] messages. The binary
+//! fetching; with browser sign-in, a small pool exchanges handshake nonces
+//! with Clerk's Backend API; the caller's thread waits for [`Control`] messages. The binary
 //! turns signals into them ([`signals`]): SIGHUP re-reads the config's key
 //! material and hands it to the refresher, which swaps it in only if it
 //! loads; SIGTERM and SIGINT stop. A test can drive the same loop
@@ -29,7 +30,9 @@ use may_minihttp::{HttpServiceFactory, ServerHandle};
 use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
 use signal_hook::iterator::Signals;
 
+use crate::browser::exchange::{self, ExchangeSettings, NonceExchanger};
 use crate::config::Config;
+use crate::gate;
 use crate::gate::metrics::Metrics;
 use crate::gate::server::AuthServiceFactory;
 use crate::gate::Gate;
@@ -119,7 +122,23 @@ pub fn run(
 
     let addr = listener.local_addr().unwrap_or(config.listen);
     let verifier = Verifier::new(store, config.policy.clone());
-    let gate = Arc::new(Gate::new(verifier, config.gate.clone(), metrics.clone()));
+    let mut gate = Gate::new(verifier, config.gate.clone(), metrics.clone());
+    if let Some(browser) = &config.browser {
+        // Its threads are plain OS threads, started before the HTTP
+        // runtime; a request's coroutine only waits on its answer.
+        let exchanger = NonceExchanger::start(ExchangeSettings {
+            api_url: browser.instance.api_url().to_string(),
+            secret_key: browser.secret_key.clone(),
+            timeout: browser.fetch_timeout,
+            threads: exchange::DEFAULT_THREADS,
+            queue: exchange::DEFAULT_QUEUE,
+        })?;
+        gate = gate.with_browser(gate::Browser {
+            instance: browser.instance.clone(),
+            exchanger,
+        });
+    }
+    let gate = Arc::new(gate);
     let server = AuthServiceFactory(gate)
         .start_with_listener(listener, config.http.server.clone())
         .map_err(|e| format!("listen {addr}: {e}"))?;

@@ -190,6 +190,61 @@ pub enum Refresh {
 }
 
 impl Reason {
+    /// Every reason that is not a token error, in a fixed order: the
+    /// bounded label set of the metrics ([`Reason::own_index`]).
+    /// `token-type-mismatch` is left out: it is the word of
+    /// [`TokenError::WrongCategory`] too ([`Reason::token_error`]).
+    pub const OWN: [Reason; 14] = [
+        Reason::ClientUatButNoSessionToken,
+        Reason::SessionTokenButNoClientUat,
+        Reason::SessionTokenIatBeforeClientUat,
+        Reason::DevBrowserMissing,
+        Reason::DevBrowserSync,
+        Reason::PrimaryDomainCrossOriginSync,
+        Reason::SessionTokenNbf,
+        Reason::SessionTokenIatInTheFuture,
+        Reason::SessionTokenExpired(Refresh::NonEligibleNonGet),
+        Reason::SessionTokenExpired(Refresh::NonEligibleNoRefreshCookie),
+        Reason::SessionTokenExpired(Refresh::MissingApiClient),
+        Reason::SessionTokenAndUatMissing,
+        Reason::SessionTokenMissing,
+        Reason::HandshakeTokenInvalid,
+    ];
+
+    /// The position in [`Reason::OWN`]; `None` for a token error.
+    pub fn own_index(self) -> Option<usize> {
+        Reason::OWN.iter().position(|r| *r == self)
+    }
+
+    /// The token error this reason is, when it is one.
+    pub fn token_error(self) -> Option<TokenError> {
+        match self {
+            Reason::Token(e) => Some(e),
+            Reason::TokenTypeMismatch => Some(TokenError::WrongCategory),
+            _ => None,
+        }
+    }
+
+    /// Whether a request carried no credential at all (nothing to call
+    /// invalid: a bare `WWW-Authenticate: Bearer`, as RFC 6750 asks).
+    pub fn no_credential(self) -> bool {
+        matches!(
+            self,
+            Reason::SessionTokenAndUatMissing | Reason::Token(TokenError::Missing)
+        )
+    }
+
+    /// Whether the SDK can answer this reason with a handshake.
+    pub fn can_handshake(self) -> bool {
+        self.token_error().is_none()
+            && !matches!(
+                self,
+                Reason::SessionTokenAndUatMissing
+                    | Reason::SessionTokenMissing
+                    | Reason::HandshakeTokenInvalid
+            )
+    }
+
     /// The reason word (`__clerk_hs_reason`, logs, metrics).
     pub fn as_str(self) -> &'static str {
         match self {
@@ -1162,6 +1217,28 @@ mod tests {
 
     fn is_handshake(o: &Outcome<String>) -> bool {
         matches!(o, Outcome::Handshake { .. })
+    }
+
+    #[test]
+    fn browser_reasons_have_distinct_words_and_indices() {
+        let mut words: Vec<&str> = Reason::OWN.iter().map(|r| r.as_str()).collect();
+        words.extend(TokenError::ALL.iter().map(|e| e.reason()));
+        let n = words.len();
+        words.sort();
+        words.dedup();
+        assert_eq!(words.len(), n, "a reason word is used twice");
+        for (i, r) in Reason::OWN.iter().enumerate() {
+            assert_eq!(r.own_index(), Some(i));
+            assert_eq!(r.token_error(), None);
+        }
+        assert_eq!(
+            Reason::TokenTypeMismatch
+                .token_error()
+                .map(TokenError::reason),
+            Some(Reason::TokenTypeMismatch.as_str())
+        );
+        assert!(Reason::DevBrowserMissing.can_handshake());
+        assert!(!Reason::SessionTokenAndUatMissing.can_handshake());
     }
 
     const COUNT_1: &str = "__clerk_redirect_count=1; SameSite=Lax; HttpOnly; Max-Age=2";

@@ -14,10 +14,16 @@
 //!   header, empty when the token has no such claim: Caddy 2.6 (Debian 12)
 //!   copies a header missing from the answer to the app as its unexpanded
 //!   placeholder text (`{http.reverse_proxy.header.X-Org-Id}`).
+//!
+//! An allow that sets cookies (the end of a handshake) says
+//! `X-Accel-Expires: 0`: nginx's optional decision cache must never replay
+//! it (nginx only refuses to cache a real `Set-Cookie`, and these travel
+//! as `X-Jwtgate-Set-Cookie-N`).
 
 use std::fmt::Write as _;
 use std::sync::Arc;
 
+use crate::browser::Reason;
 use crate::rules::Facts;
 use crate::token::errors::TokenError;
 use crate::token::identity::{is_safe_header_value, Identity};
@@ -75,12 +81,28 @@ pub enum RedirectKind {
 #[derive(Debug)]
 pub struct Redirect {
     pub kind: RedirectKind,
+    /// 307, or 303 for a non-GET navigation sent to sign in (so the
+    /// sign-in page is fetched with GET). Forward style only: nginx picks
+    /// the status itself from the method (jwtgate-auth.conf).
+    pub status: u16,
     /// An absolute URL, checked header-safe.
     pub location: String,
     /// `Set-Cookie` directives, each checked header-safe.
     pub set_cookies: Vec<String>,
     /// The reason word (Clerk's, e.g. `client-uat-but-no-session-token`).
     pub reason: String,
+}
+
+/// A browser request that is signed out, as Clerk's SDK decides it,
+/// without a redirect (not a navigation, or the loop guard stopped it):
+/// 401, with the cookies the browser must still get (e.g. clearing a used
+/// handshake nonce).
+#[derive(Debug)]
+pub struct SignedOut {
+    /// The SDK's reason (`WWW-Authenticate`'s `error_description`).
+    pub reason: Reason,
+    /// `Set-Cookie` directives, each checked header-safe.
+    pub set_cookies: Vec<String>,
 }
 
 /// A signed-in user who fails a per-location rule.
@@ -112,6 +134,8 @@ pub enum Decision {
     },
     /// 401 with an RFC 6750 challenge naming the reason.
     Deny(TokenError),
+    /// 401 from the browser flow: Clerk's reason, and cookies.
+    SignedOut(Box<SignedOut>),
     /// 503: no usable key, so nobody can be verified.
     Unavailable,
     /// A browser navigation goes elsewhere (401 + `X-Jwtgate-Location` for
@@ -145,9 +169,9 @@ impl Decision {
     pub fn status_in(&self, style: Style) -> u16 {
         match self {
             Decision::Allow { .. } | Decision::Anonymous => 200,
-            Decision::Deny(_) => 401,
+            Decision::Deny(_) | Decision::SignedOut(_) => 401,
             Decision::Unavailable => 503,
-            Decision::Redirect(_) if style == Style::Forward => 307,
+            Decision::Redirect(r) if style == Style::Forward => r.status,
             Decision::Redirect(_) => 401,
             Decision::Forbidden(_) => 403,
             Decision::Misconfigured(_) => 500,
@@ -172,7 +196,15 @@ impl Decision {
             Decision::Allow {
                 grant, set_cookies, ..
             } => {
-                out.push_str(&grant.headers);
+                if set_cookies.is_empty() {
+                    out.push_str(&grant.headers);
+                } else {
+                    // Never cached: see the module doc.
+                    let headers = &grant.headers;
+                    let cut = headers.rfind("X-Accel-Expires:").unwrap_or(headers.len());
+                    out.push_str(headers[..cut].trim_end_matches("\r\n"));
+                    push_line(out, "X-Accel-Expires", "0");
+                }
                 if style == Style::Forward {
                     for name in grant.identity.absent_headers() {
                         out.push_str("\r\n");
@@ -196,6 +228,14 @@ impl Decision {
             Decision::Unavailable => out.push_str("Retry-After: 5"),
             Decision::Deny(TokenError::Missing) => out.push_str("WWW-Authenticate: Bearer"),
             Decision::Deny(e) => push_challenge(out, e.reason()),
+            Decision::SignedOut(s) => {
+                if s.reason.no_credential() {
+                    push_line(out, "WWW-Authenticate", "Bearer");
+                } else {
+                    push_challenge(out, s.reason.as_str());
+                }
+                push_cookies(out, style, &s.set_cookies);
+            }
             Decision::Redirect(r) => {
                 match style {
                     Style::AuthRequest => {
@@ -232,6 +272,7 @@ impl Decision {
             Decision::Allow { .. } => "ok",
             Decision::Anonymous => "anonymous",
             Decision::Deny(e) => e.reason(),
+            Decision::SignedOut(s) => s.reason.as_str(),
             Decision::Unavailable => TokenError::KeysUnavailable.reason(),
             Decision::Redirect(r) => &r.reason,
             Decision::Forbidden(f) => f.reason,
@@ -291,6 +332,7 @@ mod tests {
     fn redirect() -> Decision {
         Decision::Redirect(Box::new(Redirect {
             kind: RedirectKind::Handshake,
+            status: 307,
             location: "https://clerk.example.com/v1/client/handshake?x=1".into(),
             set_cookies: vec![
                 "__clerk_redirect_count=1; SameSite=Lax; HttpOnly; Max-Age=2".into(),
@@ -315,5 +357,54 @@ mod tests {
         assert!(forward.starts_with("Location: https://clerk.example.com/"));
         assert!(forward.contains("\r\nSet-Cookie: __clerk_redirect_count=1;"));
         assert!(forward.contains("\r\nCache-Control: no-store"));
+    }
+
+    #[test]
+    fn an_allow_with_cookies_is_never_cached_and_a_browser_401_names_clerks_reason() {
+        let grant = Arc::new(Grant {
+            facts: crate::rules::Facts::broken(),
+            identity: Default::default(),
+            headers: "X-User-Id: u\r\nX-Accel-Expires: @1700000059".into(),
+            reuse_until_ms: 0,
+        });
+        let mut out = String::new();
+        Decision::allow(grant.clone(), Source::Cache).render_headers(&mut out);
+        assert_eq!(out, "X-User-Id: u\r\nX-Accel-Expires: @1700000059");
+        let d = Decision::Allow {
+            grant,
+            source: Source::Verified,
+            set_cookies: vec!["__session=t; Path=/".into()],
+        };
+        out.clear();
+        d.render_headers(&mut out);
+        assert_eq!(
+            out,
+            "X-User-Id: u\r\nX-Accel-Expires: 0\r\nX-Jwtgate-Set-Cookie-1: __session=t; Path=/"
+        );
+        let expired =
+            Reason::SessionTokenExpired(crate::browser::Refresh::NonEligibleNoRefreshCookie);
+        let d = Decision::SignedOut(Box::new(SignedOut {
+            reason: expired,
+            set_cookies: vec!["__clerk_handshake_nonce=; Path=/; Max-Age=0".into()],
+        }));
+        assert_eq!(
+            (d.status_in(Style::AuthRequest), d.status_in(Style::Forward)),
+            (401, 401)
+        );
+        out.clear();
+        d.render_headers_in(Style::Forward, &mut out);
+        assert_eq!(
+            out,
+            "WWW-Authenticate: Bearer error=\"invalid_token\", error_description=\"session-token-expired-refresh-non-eligible-no-refresh-cookie\"\r\n\
+             Set-Cookie: __clerk_handshake_nonce=; Path=/; Max-Age=0"
+        );
+        let d = Decision::SignedOut(Box::new(SignedOut {
+            reason: Reason::SessionTokenAndUatMissing,
+            set_cookies: vec![],
+        }));
+        out.clear();
+        d.render_headers(&mut out);
+        assert_eq!(out, "WWW-Authenticate: Bearer");
+        assert_eq!(d.reason(), "session-token-and-uat-missing");
     }
 }

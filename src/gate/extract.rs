@@ -67,6 +67,23 @@ fn trim(bytes: &[u8]) -> &[u8] {
     bytes.trim_ascii()
 }
 
+/// The token of the `Authorization: Bearer` header alone, by the same
+/// rules as [`find_token`]: `Ok(None)` when there is no header or another
+/// scheme (the cookies decide), an error when two headers or an empty
+/// Bearer make it unusable. The browser flow reads cookies itself.
+pub fn find_bearer<'a>(
+    headers: impl Iterator<Item = (&'a str, &'a [u8])>,
+) -> Result<Option<&'a str>, TokenError> {
+    let mut authorization = headers.filter(|(name, _)| name.eq_ignore_ascii_case("authorization"));
+    let Some((_, value)) = authorization.next() else {
+        return Ok(None);
+    };
+    if authorization.next().is_some() {
+        return Err(TokenError::AmbiguousAuthorization);
+    }
+    bearer_token(value)
+}
+
 /// `Ok(None)` when the scheme is not Bearer (another auth scheme: fall
 /// back to the cookie); an error when it is Bearer but unusable.
 fn bearer_token(value: &[u8]) -> Result<Option<&str>, TokenError> {
@@ -210,6 +227,24 @@ mod tests {
             Err(TokenError::Malformed)
         );
         assert_eq!(find_bytes(&[b"\xe9=\xe9"], None), Err(TokenError::Missing));
+    }
+
+    #[test]
+    fn the_bearer_alone_follows_the_same_rules() {
+        let find = |h: &[(&'static str, &'static str)]| {
+            find_bearer(h.iter().map(|(n, v)| (*n, v.as_bytes())))
+        };
+        assert_eq!(find(&[("Cookie", "__session=c")]), Ok(None));
+        assert_eq!(find(&[("Authorization", "Basic x")]), Ok(None));
+        assert_eq!(find(&[("authorization", "bearer  t")]), Ok(Some("t")));
+        assert_eq!(
+            find(&[("Authorization", "Bearer a"), ("Authorization", "Bearer b")]),
+            Err(TokenError::AmbiguousAuthorization)
+        );
+        assert_eq!(
+            find(&[("Authorization", "Bearer")]),
+            Err(TokenError::Malformed)
+        );
     }
 
     #[test]

@@ -9,6 +9,7 @@ use std::fmt::Write;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use crate::browser::{ExchangeError, Reason as ClerkReason};
 use crate::gate::decision::{Decision, RedirectKind, Source};
 use crate::rules::Reason;
 use crate::token::errors::TokenError;
@@ -27,6 +28,10 @@ const LATENCY_BUCKETS: [f64; 12] = [
 pub struct Metrics {
     allowed: AtomicU64,
     denied: [AtomicU64; TokenError::ALL.len()],
+    /// Browser sign-outs whose reason is not a token error.
+    signed_out: [AtomicU64; ClerkReason::OWN.len()],
+    handshakes: [AtomicU64; ClerkReason::OWN.len()],
+    exchanges: [AtomicU64; ExchangeError::LABELS.len()],
     fetch_ok: AtomicU64,
     fetch_error: AtomicU64,
     reload_ok: AtomicU64,
@@ -70,6 +75,15 @@ impl Metrics {
             Decision::Deny(e) => {
                 self.denied[e.index()].fetch_add(1, Relaxed);
             }
+            Decision::SignedOut(s) => match (s.reason.token_error(), s.reason.own_index()) {
+                (Some(e), _) => {
+                    self.denied[e.index()].fetch_add(1, Relaxed);
+                }
+                (None, Some(i)) => {
+                    self.signed_out[i].fetch_add(1, Relaxed);
+                }
+                (None, None) => {}
+            },
             Decision::Unavailable => {
                 self.denied[TokenError::KeysUnavailable.index()].fetch_add(1, Relaxed);
             }
@@ -95,6 +109,21 @@ impl Metrics {
         self.latency_count.fetch_add(1, Relaxed);
         self.latency_sum_ns
             .fetch_add(elapsed.as_nanos() as u64, Relaxed);
+    }
+
+    /// A handshake redirect, by the SDK's reason.
+    pub fn record_handshake(&self, reason: ClerkReason) {
+        if let Some(i) = reason.own_index() {
+            self.handshakes[i].fetch_add(1, Relaxed);
+        }
+    }
+
+    /// A nonce exchange with the Backend API, by its outcome label (one of
+    /// [`ExchangeError::LABELS`]).
+    pub fn record_exchange(&self, label: &str) {
+        if let Some(i) = ExchangeError::LABELS.iter().position(|l| *l == label) {
+            self.exchanges[i].fetch_add(1, Relaxed);
+        }
     }
 
     /// Counts one key fetch.
@@ -151,6 +180,10 @@ impl Metrics {
             let labels = format!("outcome=\"deny\",reason=\"{}\"", e.reason());
             decisions.push((labels, self.denied[e.index()].load(Relaxed)));
         }
+        for (r, n) in ClerkReason::OWN.iter().zip(&self.signed_out) {
+            let labels = format!("outcome=\"deny\",reason=\"{}\"", r.as_str());
+            decisions.push((labels, n.load(Relaxed)));
+        }
         let decisions: Vec<(&str, u64)> = decisions.iter().map(|(l, v)| (l.as_str(), *v)).collect();
         let name = "jwtgate_decisions_total";
         family(
@@ -167,6 +200,36 @@ impl Metrics {
         ];
         let help = "Browser navigations redirected, by kind.";
         family(out, "jwtgate_redirects_total", "counter", help, &redirects)?;
+        let handshakes: Vec<(String, u64)> = ClerkReason::OWN
+            .iter()
+            .zip(&self.handshakes)
+            .filter(|(r, _)| r.can_handshake())
+            .map(|(r, n)| (format!("reason=\"{}\"", r.as_str()), n.load(Relaxed)))
+            .collect();
+        let handshakes: Vec<(&str, u64)> =
+            handshakes.iter().map(|(l, v)| (l.as_str(), *v)).collect();
+        let help = "Handshake redirects through Clerk's Frontend API, by Clerk's reason.";
+        family(
+            out,
+            "jwtgate_handshakes_total",
+            "counter",
+            help,
+            &handshakes,
+        )?;
+        let exchanges: Vec<(String, u64)> = ExchangeError::LABELS
+            .iter()
+            .zip(&self.exchanges)
+            .map(|(l, n)| (format!("outcome=\"{l}\""), n.load(Relaxed)))
+            .collect();
+        let exchanges: Vec<(&str, u64)> = exchanges.iter().map(|(l, v)| (l.as_str(), *v)).collect();
+        let help = "Handshake nonces exchanged with Clerk's Backend API, by outcome.";
+        family(
+            out,
+            "jwtgate_nonce_exchanges_total",
+            "counter",
+            help,
+            &exchanges,
+        )?;
         let forbidden: Vec<(String, u64)> = Reason::ALL
             .iter()
             .map(|r| {
@@ -436,6 +499,17 @@ mod tests {
         m.record_fetch(true);
         m.record_reload(false);
         m.record_keys(2, 1_700_000_000);
+        let out = crate::gate::decision::SignedOut {
+            reason: ClerkReason::ClientUatButNoSessionToken,
+            set_cookies: vec![],
+        };
+        m.record_decision(
+            &Decision::SignedOut(Box::new(out)),
+            Duration::from_micros(9),
+        );
+        m.record_handshake(ClerkReason::DevBrowserMissing);
+        m.record_exchange("timeout");
+        m.record_exchange("not-a-label");
         let mut text = String::new();
         m.render(&mut text).unwrap();
         assert!(text.contains("jwtgate_decisions_total{outcome=\"allow\",reason=\"ok\"} 1\n"));
@@ -459,9 +533,16 @@ mod tests {
         empty.render(&mut none).unwrap();
         assert!(none.contains("# TYPE jwtgate_key_age_seconds gauge\n"));
         assert!(!none.contains("jwtgate_key_age_seconds 0"));
-        assert!(text.contains("jwtgate_auth_duration_seconds_bucket{le=\"0.00005\"} 1\n"));
-        assert!(text.contains("jwtgate_auth_duration_seconds_bucket{le=\"0.005\"} 2\n"));
-        assert!(text.contains("jwtgate_auth_duration_seconds_count 2\n"));
+        assert!(text.contains(
+            "jwtgate_decisions_total{outcome=\"deny\",reason=\"client-uat-but-no-session-token\"} 1\n"
+        ));
+        assert!(text.contains("jwtgate_handshakes_total{reason=\"dev-browser-missing\"} 1\n"));
+        assert!(!text.contains("jwtgate_handshakes_total{reason=\"session-token-missing\""));
+        assert!(text.contains("jwtgate_nonce_exchanges_total{outcome=\"timeout\"} 1\n"));
+        assert!(text.contains("jwtgate_nonce_exchanges_total{outcome=\"ok\"} 0\n"));
+        assert!(text.contains("jwtgate_auth_duration_seconds_bucket{le=\"0.00005\"} 2\n"));
+        assert!(text.contains("jwtgate_auth_duration_seconds_bucket{le=\"0.005\"} 3\n"));
+        assert!(text.contains("jwtgate_auth_duration_seconds_count 3\n"));
     }
 
     #[test]

@@ -5,12 +5,14 @@
 //! - [`original`]: the browser's request, as the proxy describes it.
 //! - [`decision`]: the decision type and its rendering to HTTP.
 //! - [`cache`]: verified tokens by keyed hash, so a repeat costs no RSA.
+//! - [`handshake`]: browser sign-in (Clerk's handshake), when `[browser]` is on.
 //! - [`server`]: the may_minihttp service: `/auth`, `/healthz`, `/readyz`, `/metrics`.
 //! - [`metrics`]: Prometheus counters and the latency histogram.
 
 pub mod cache;
 pub mod decision;
 pub mod extract;
+pub mod handshake;
 pub mod metrics;
 pub mod original;
 pub mod server;
@@ -23,8 +25,10 @@ use crate::rules::{Facts, RuleSet, Verdict};
 use crate::token::errors::TokenError;
 use crate::verify::Verifier;
 use cache::{Entry, TokenCache};
-pub use decision::{Decision, Forbidden, Grant, Redirect, RedirectKind, Source, Style};
-use extract::{find_token, Carrier};
+pub use decision::{Decision, Forbidden, Grant, Redirect, RedirectKind, SignedOut, Source, Style};
+use extract::{find_bearer, find_token, Carrier};
+pub use handshake::Browser;
+use handshake::Trace;
 use metrics::Metrics;
 use original::Original;
 
@@ -46,6 +50,8 @@ pub struct Gate {
     cache: Option<TokenCache>,
     options: GateOptions,
     metrics: Arc<Metrics>,
+    /// Browser sign-in; `None`: tokens only, as before.
+    browser: Option<Browser>,
 }
 
 impl Gate {
@@ -55,7 +61,14 @@ impl Gate {
             verifier,
             options,
             metrics,
+            browser: None,
         }
+    }
+
+    /// The same gate with browser sign-in (Clerk's handshake) on.
+    pub fn with_browser(mut self, browser: Browser) -> Gate {
+        self.browser = Some(browser);
+        self
     }
 
     pub fn verifier(&self) -> &Verifier {
@@ -97,10 +110,11 @@ impl Gate {
     /// whose query holds the location's rules) and the `(name, value)`
     /// headers. Counts it in the metrics and logs it at debug level.
     /// Independent of the HTTP library, so the fuzz target and the server
-    /// share it. A cache hit allocates nothing, rules or not.
+    /// share it. A cache hit allocates nothing, rules or not (with browser
+    /// sign-in off).
     pub fn decide<'a>(
         &self,
-        call: &Call<'_>,
+        call: &Call<'a>,
         headers: impl Iterator<Item = (&'a str, &'a [u8])> + Clone,
         now_ms: i64,
     ) -> Decision {
@@ -114,19 +128,39 @@ impl Gate {
                 return decision;
             }
         };
-        let found = find_token(headers.clone(), self.options.cookie_suffix.as_deref());
-        let carrier = found.as_ref().ok().map(|(_, carrier)| *carrier);
-        let decision = match found.and_then(|(token, _)| self.authorize(token, now_ms)) {
-            Ok((grant, source)) => match rules.evaluate(&grant.facts) {
-                Verdict::Allow => Decision::allow(grant, source),
-                Verdict::Forbidden(refusal) => forbidden(&refusal),
+        let original =
+            || Original::from_headers(headers.clone()).with_route(call.method, call.target);
+        let (decision, carrier, trace) = match &self.browser {
+            None => {
+                let found = find_token(headers.clone(), self.options.cookie_suffix.as_deref());
+                let carrier = found.as_ref().ok().map(|(_, carrier)| *carrier);
+                let decision = match found.and_then(|(token, _)| self.authorize(token, now_ms)) {
+                    Ok((grant, source)) => match rules.evaluate(&grant.facts) {
+                        Verdict::Allow => Decision::allow(grant, source),
+                        Verdict::Forbidden(refusal) => forbidden(&refusal),
+                    },
+                    Err(_) if rules.is_optional() => Decision::Anonymous,
+                    Err(TokenError::KeysUnavailable) => Decision::Unavailable,
+                    Err(e) => Decision::Deny(e),
+                };
+                (decision, carrier, Trace::default())
+            }
+            Some(browser) => match find_bearer(headers.clone()) {
+                // An unusable Authorization header is refused as always.
+                Err(_) if rules.is_optional() => (Decision::Anonymous, None, Trace::default()),
+                Err(e) => (Decision::Deny(e), None, Trace::default()),
+                Ok(bearer) => {
+                    let mut original = original();
+                    original.method = original.method.or(Some(call.method));
+                    let (decision, trace) =
+                        self.decide_browser(browser, &original, headers.clone(), bearer, now_ms);
+                    let carrier = bearer.map_or(Carrier::Cookie, |_| Carrier::Header);
+                    (with_rules(&rules, decision), Some(carrier), trace)
+                }
             },
-            Err(_) if rules.is_optional() => Decision::Anonymous,
-            Err(TokenError::KeysUnavailable) => Decision::Unavailable,
-            Err(e) => Decision::Deny(e),
         };
         if log::log_enabled!(log::Level::Debug) {
-            log_decision(headers, &decision, carrier);
+            log_decision(&original(), &decision, carrier, trace);
         }
         self.metrics.record_decision(&decision, started.elapsed());
         decision
@@ -214,6 +248,35 @@ impl<'a> Call<'a> {
     }
 }
 
+/// A browser decision under the location's rules: a signed-in browser
+/// must pass them; with `optional=1` a browser that is not signed in is let
+/// through anonymously instead of being refused or sent to sign in (a
+/// handshake, which renews a signed-in user's session, and the way back
+/// from it still happen).
+fn with_rules(rules: &RuleSet, decision: Decision) -> Decision {
+    match decision {
+        Decision::Allow {
+            grant,
+            source,
+            set_cookies,
+        } => match rules.evaluate(&grant.facts) {
+            Verdict::Allow => Decision::Allow {
+                grant,
+                source,
+                set_cookies,
+            },
+            Verdict::Forbidden(refusal) => forbidden(&refusal),
+        },
+        Decision::Redirect(r)
+            if matches!(r.kind, RedirectKind::Handshake | RedirectKind::Return) =>
+        {
+            Decision::Redirect(r)
+        }
+        _ if rules.is_optional() => Decision::Anonymous,
+        other => other,
+    }
+}
+
 /// The 403 for a signed-in user who fails a rule; the header lines come
 /// from the rule grammar's fixed words, so they are header-safe.
 fn forbidden(refusal: &crate::rules::Forbidden<'_>) -> Decision {
@@ -231,24 +294,38 @@ fn forbidden(refusal: &crate::rules::Forbidden<'_>) -> Decision {
 /// The one debug line per decision: outcome, who or why, and the original
 /// request the proxy forwarded (values escaped, so a client cannot forge
 /// lines).
-fn log_decision<'a>(
-    headers: impl Iterator<Item = (&'a str, &'a [u8])> + Clone,
+fn log_decision(
+    original: &Original<'_>,
     decision: &Decision,
     carrier: Option<Carrier>,
+    trace: Trace,
 ) {
-    let original = Original::from_headers(headers);
     let escaped = |v: Option<&str>| v.map_or(String::from("-"), |v| v.escape_debug().to_string());
     let (method, uri) = (escaped(original.method), escaped(original.uri));
     let carrier = carrier.map_or("-", Carrier::name);
+    let exchange = trace
+        .exchange
+        .map_or(String::new(), |l| format!(" exchange={l}"));
     match decision {
-        Decision::Allow { grant, source, .. } => log::debug!(
-            "allow sub={} sid={} carrier={carrier} cached={} method={method} uri={uri}",
+        Decision::Allow {
+            grant,
+            source,
+            set_cookies,
+        } => log::debug!(
+            "allow sub={} sid={} carrier={carrier} cached={} cookies={}{exchange} method={method} uri={uri}",
             grant.identity.user_id,
             grant.identity.session_id.as_deref().unwrap_or("-"),
             *source == Source::Cache,
+            set_cookies.len(),
+        ),
+        Decision::Redirect(r) => log::debug!(
+            "redirect kind={:?} reason={} carrier={carrier} cookies={}{exchange} method={method} uri={uri}",
+            r.kind,
+            r.reason,
+            r.set_cookies.len(),
         ),
         _ => log::debug!(
-            "deny reason={} carrier={carrier} method={method} uri={uri}",
+            "deny reason={} carrier={carrier}{exchange} method={method} uri={uri}",
             decision.reason()
         ),
     }

@@ -116,6 +116,7 @@ impl AuthService {
 
 fn reason_phrase(status: u16) -> &'static str {
     match status {
+        303 => "See Other",
         307 => "Temporary Redirect",
         401 => "Unauthorized",
         403 => "Forbidden",
