@@ -11,13 +11,13 @@
 //! exchanged at the fake Backend API of `common/fake_clerk.rs`, which both
 //! sides call). Each shape carries the outcome the spec records for it.
 //!
-//! - `oracle_reproduces_the_spec` (runs now): the SDK, through the oracle,
-//!   gives every shape the status and reason the spec says, and the exact
-//!   strings the spec quotes (shape 2's Location, the counter cookie, ...).
-//!   This keeps the shapes and the oracle honest.
-//! - `jwtgate_decides_as_clerk` (ignored until jwtgate has the handshake):
-//!   the same requests to jwtgate's `/forward` (X-Forwarded-* describing the
-//!   original request); same HTTP status (307 when there is a Location), the
+//! - `oracle_reproduces_the_spec`: the SDK, through the oracle, gives every
+//!   shape the status and reason the spec says, and the exact strings the
+//!   spec quotes (shape 2's Location, the counter cookie, ...). This keeps
+//!   the shapes and the oracle honest.
+//! - `jwtgate_decides_as_clerk`: the same requests to jwtgate's `/forward`
+//!   (X-Forwarded-* describing the original request); same HTTP status
+//!   (307 when there is a Location), the
 //!   same Location byte for byte, the same Set-Cookie set, Cache-Control
 //!   no-store on redirects; except the deliberate deviations of
 //!   [`Deviation`], each assigned from how a shape is made, never from the
@@ -1325,7 +1325,6 @@ const RULE_DEVIATIONS: [Deviation; 7] = [
 ];
 
 #[test]
-#[ignore = "needs the handshake in jwtgate"]
 fn jwtgate_decides_as_clerk() {
     let fake = FakeClerk::start();
     fake.set(|s| s.issuer_host = "clerk.example.com".into());
