@@ -34,6 +34,8 @@ const INSTALL_HINT: &str = "nginx with the auth_request module is required for t
 /// The Host the tests send; the sign-in redirect echoes it.
 const HOST: &str = "app.example.com";
 const SIGN_IN: &str = "https://accounts.example.com/sign-in";
+/// `pk_live_` for clerk.example.com (the tokens' issuer).
+const PUBLISHABLE_KEY: &str = "pk_live_Y2xlcmsuZXhhbXBsZS5jb20k";
 
 // ---------------------------------------------------------------------------
 // nginx
@@ -65,6 +67,28 @@ fn replace_once(text: &str, from: &str, to: &str, file: &str) -> String {
         "expected {from:?} exactly once in nginx/{file}, found {n}"
     );
     text.replacen(from, to, 1)
+}
+
+/// Replaces the one line whose directive is `name` (indentation kept, a
+/// trailing `# CHANGE` comment dropped), insisting there is exactly one.
+fn replace_directive(text: &str, name: &str, to: &str, file: &str) -> String {
+    let is_it = |l: &str| l.trim_start().starts_with(&format!("{name} "));
+    let n = text.lines().filter(|l| is_it(l)).count();
+    assert_eq!(
+        n, 1,
+        "expected one `{name}` directive in nginx/{file}, found {n}"
+    );
+    text.lines()
+        .map(|l| {
+            if is_it(l) {
+                format!("{}{to}", &l[..l.len() - l.trim_start().len()])
+            } else {
+                l.to_string()
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+        + "\n"
 }
 
 /// A real nginx (master + workers) running the shipped configuration,
@@ -121,7 +145,12 @@ impl Nginx {
         // includes work unchanged.
         let mut site = read("example-site.conf");
         let f = "example-site.conf";
-        site = replace_once(&site, "listen 80;", &format!("listen {addr};"), f);
+        // Plain http on a free port: the example's TLS lines go (the
+        // browser test runs it with TLS).
+        site = replace_directive(&site, "listen", &format!("listen {addr};"), f);
+        for tls in ["ssl_certificate", "ssl_certificate_key"] {
+            site = replace_directive(&site, tls, "# (no TLS in this test)", f);
+        }
         site = replace_once(
             &site,
             "server 127.0.0.1:8080;",
@@ -296,6 +325,21 @@ impl Stack {
     /// 200 for an expired token could only come from nginx's cache.
     fn start_cached() -> Stack {
         Stack::start_with(Decisions::Cached, &[("JWTGATE_VERIFY__LEEWAY_SECS", "0")])
+    }
+
+    /// jwtgate with browser sign-in on: a publishable key for
+    /// clerk.example.com beside the secret key (so the default sign-in page
+    /// is https://accounts.example.com/sign-in and the Frontend API
+    /// https://clerk.example.com); no Backend API is needed here.
+    fn start_browser(decisions: Decisions) -> Stack {
+        Stack::start_with(
+            decisions,
+            &[
+                ("JWTGATE_KEYS__PUBLISHABLE_KEY", PUBLISHABLE_KEY),
+                ("JWTGATE_KEYS__API_URL", "http://127.0.0.1:9"),
+                ("JWTGATE_VERIFY__LEEWAY_SECS", "0"),
+            ],
+        )
     }
 
     fn start_with(decisions: Decisions, jwtgate_env: &[(&str, &str)]) -> Stack {
@@ -487,31 +531,70 @@ fn client_sent_identity_headers_never_reach_the_app() {
     assert_eq!(s.app.requests(), 4);
 }
 
+/// `application/x-www-form-urlencoded`, as jwtgate (and the SDK's
+/// `URLSearchParams`) encodes `redirect_url`.
+fn form_encode(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'*' | b'-' | b'.' | b'_' => {
+                (b as char).to_string()
+            }
+            b' ' => "+".into(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
 #[test]
 fn missing_or_invalid_tokens_get_401_for_api_clients_and_sign_in_for_browsers() {
-    let s = Stack::start();
+    let s = Stack::start_browser(Decisions::Uncached);
 
-    // No token, API client (and a client that sends no Accept at all).
-    for accept in [API_ACCEPT, "Accept: */*", "X-Nothing: 1"] {
-        let rsp = s.get("/api/items", &[accept]);
-        assert_eq!(rsp.status, 401, "{accept}: {rsp:#?}");
+    // No token, API client (and a client that sends no Accept at all, and a
+    // page's fetch() that asks for HTML).
+    let fetch = ["Sec-Fetch-Dest: empty", "Accept: text/html"];
+    let api: [&[&str]; 4] = [&[API_ACCEPT], &["Accept: */*"], &["X-Nothing: 1"], &fetch];
+    for headers in api {
+        let rsp = s.get("/api/items", headers);
+        assert_eq!(rsp.status, 401, "{headers:?}: {rsp:#?}");
         assert_eq!(rsp.header("WWW-Authenticate"), Some("Bearer"), "{rsp:#?}");
         assert_eq!(rsp.header_count("WWW-Authenticate"), 1);
         assert_eq!(rsp.header("Location"), None);
     }
 
-    // No token, a browser navigating: 302 to sign-in, back to the original
-    // URL afterwards.
-    let rsp = s.get("/dashboard?tab=billing", &[BROWSER_ACCEPT]);
-    assert_eq!(rsp.status, 302, "{rsp:#?}\n{}", s.nginx.logs());
-    assert_eq!(
-        rsp.header("Location"),
-        Some(format!("{SIGN_IN}?redirect_url=http://{HOST}/dashboard?tab=billing").as_str())
+    // No token, a browser navigating: 307 to sign-in, back to the original
+    // URL afterwards. jwtgate computes the Location and percent-encodes the
+    // whole URL into redirect_url, so the "&" of the query (and an encoded
+    // one) survive the round trip (nginx alone could not encode it).
+    let page = "/dashboard?tab=billing&q=a%26b";
+    let sign_in = format!(
+        "{SIGN_IN}?redirect_url={}",
+        form_encode(&format!("http://{HOST}{page}"))
     );
+    let rsp = s.get(page, &[BROWSER_ACCEPT]);
+    assert_eq!(rsp.status, 307, "{rsp:#?}\n{}", s.nginx.logs());
+    assert_eq!(rsp.header("Location"), Some(sign_in.as_str()));
+    assert_eq!(rsp.header("Cache-Control"), Some("no-store"));
+    assert_eq!(
+        sign_in,
+        format!(
+            "{SIGN_IN}?redirect_url=http%3A%2F%2F{HOST}%2Fdashboard%3Ftab%3Dbilling%26q%3Da%2526b"
+        )
+    );
+    // A form POST gets 303, so the sign-in page is fetched with GET.
+    let rsp = s.send(
+        "POST",
+        "/form",
+        &[BROWSER_ACCEPT, "Sec-Fetch-Dest: document"],
+        "x=1",
+    );
+    assert_eq!(rsp.status, 303, "{rsp:#?}");
+    assert!(rsp.header("Location").unwrap().starts_with(SIGN_IN));
 
     // Invalid tokens: signed by another key under the same kid, expired,
     // and garbage. API clients get 401 with RFC 6750's invalid_token
-    // (nginx copies jwtgate's challenge); browsers go to sign-in.
+    // (nginx copies jwtgate's challenge); browsers (who also hold Clerk's
+    // __client_uat) go to sign-in, except with the expired token: Clerk's
+    // handshake renews that one.
     let forger = Key {
         kid: s.key.kid.clone(),
         private: Key::rsa("x", 2048).private,
@@ -521,11 +604,15 @@ fn missing_or_invalid_tokens_get_401_for_api_clients_and_sign_in_for_browsers() 
     expired["nbf"] = json!(now() - 1200);
     expired["iat"] = json!(now() - 1200);
     let invalid = [
-        forger.sign(&claims("user_1")),
-        s.key.sign(&expired),
-        "not.a.jwt".to_string(),
+        (forger.sign(&claims("user_1")), "token-invalid-signature"),
+        (
+            s.key.sign(&expired),
+            "session-token-expired-refresh-non-eligible-no-refresh-cookie",
+        ),
+        ("not.a.jwt".to_string(), "token-invalid"),
     ];
-    for token in &invalid {
+    let uat = now() - 1300;
+    for (token, reason) in &invalid {
         let rsp = s.get("/api/items", &[&bearer(token), API_ACCEPT]);
         assert_eq!(rsp.status, 401, "{rsp:#?}");
         assert_eq!(rsp.header_count("WWW-Authenticate"), 1);
@@ -534,11 +621,28 @@ fn missing_or_invalid_tokens_get_401_for_api_clients_and_sign_in_for_browsers() 
             challenge.starts_with("Bearer ") && challenge.contains("error=\"invalid_token\""),
             "{challenge}"
         );
+        assert_eq!(rsp.reason(), Some(*reason));
 
-        let cookie = format!("Cookie: __session={token}");
+        let cookie = format!("Cookie: __session={token}; __client_uat={uat}");
         let rsp = s.get("/dashboard", &[&cookie, BROWSER_ACCEPT]);
-        assert_eq!(rsp.status, 302, "{rsp:#?}");
-        assert!(rsp.header("Location").unwrap().starts_with(SIGN_IN));
+        assert_eq!(rsp.status, 307, "{rsp:#?}");
+        let location = rsp.header("Location").unwrap();
+        if reason.starts_with("session-token-expired") {
+            let handshake = format!(
+                "https://clerk.example.com/v1/client/handshake?redirect_url={}\
+                 &__clerk_api_version=2026-05-12&suffixed_cookies=false&__clerk_hs_reason={reason}\
+                 &format=nonce&__session={token}",
+                form_encode(&format!("http://{HOST}/dashboard"))
+            );
+            assert_eq!(location, handshake);
+            assert_eq!(
+                rsp.header("Set-Cookie"),
+                Some("__clerk_redirect_count=1; SameSite=Lax; HttpOnly; Max-Age=2")
+            );
+        } else {
+            assert!(location.starts_with(SIGN_IN), "{location}");
+            assert_eq!(rsp.header("Set-Cookie"), None);
+        }
     }
 
     // The auth location itself is internal.
@@ -546,6 +650,19 @@ fn missing_or_invalid_tokens_get_401_for_api_clients_and_sign_in_for_browsers() 
     assert_eq!(rsp.status, 404, "{rsp:#?}");
 
     assert_eq!(s.app.requests(), 0, "nothing may reach the app");
+}
+
+#[test]
+fn without_browser_sign_in_a_browser_keeps_the_401() {
+    // Tokens only (no publishable key): nobody is redirected, and nginx
+    // sends no cookie.
+    let s = Stack::start();
+    let rsp = s.get("/dashboard", &[BROWSER_ACCEPT, "Sec-Fetch-Dest: document"]);
+    assert_eq!(rsp.status, 401, "{rsp:#?}");
+    assert_eq!(rsp.header("WWW-Authenticate"), Some("Bearer"));
+    assert_eq!(rsp.header("Location"), None);
+    assert_eq!(rsp.header("Set-Cookie"), None);
+    assert_eq!(s.app.requests(), 0);
 }
 
 #[test]
@@ -922,6 +1039,80 @@ fn refusals_are_never_cached() {
         "jwtgate must see every refused request"
     );
     assert_eq!(s.app.requests(), 0);
+}
+
+#[test]
+fn browser_cookies_reach_the_browser_one_by_one_and_are_never_cached() {
+    let s = Stack::start_browser(Decisions::Cached);
+    let uat = format!("__client_uat={}", now() - 30);
+    let token = s.token("user_1");
+
+    // Clerk's __client_uat without a session, on a navigation: 307 to
+    // Clerk's handshake with the loop counter cookie, not cached.
+    for _ in 0..2 {
+        let rsp = s.get(
+            "/dash?x=1",
+            &[
+                &format!("Cookie: {uat}"),
+                BROWSER_ACCEPT,
+                "Sec-Fetch-Dest: document",
+            ],
+        );
+        assert_eq!(rsp.status, 307, "{rsp:#?}\n{}", s.nginx.logs());
+        let location = rsp.header("Location").unwrap();
+        assert!(
+            location.starts_with(
+                "https://clerk.example.com/v1/client/handshake?redirect_url=http%3A%2F%2Fapp.example.com%2Fdash%3Fx%3D1&"
+            ),
+            "{location}"
+        );
+        assert_eq!(rsp.header("Cache-Control"), Some("no-store"));
+        assert_eq!(
+            rsp.header("Set-Cookie"),
+            Some("__clerk_redirect_count=1; SameSite=Lax; HttpOnly; Max-Age=2")
+        );
+    }
+
+    // A valid session with a stale handshake nonce cookie, on a fetch():
+    // allowed, and the nonce cleared with four Set-Cookie headers on the
+    // app's answer (host-only and on example.com, which this host shares
+    // with the Frontend API), each one whole. Such a 200 is never stored:
+    // jwtgate is asked every time.
+    let stale = format!("Cookie: __session={token}; {uat}; __clerk_handshake_nonce=stale");
+    let before = s.decisions();
+    for _ in 0..3 {
+        let rsp = s.get("/api/x", &[&stale, API_ACCEPT, "Sec-Fetch-Dest: empty"]);
+        s.app_saw(&rsp)
+            .assert_identity(&[("X-User-Id", "user_1"), ("X-Session-Id", "sess_user_1")]);
+        let cookies: Vec<&str> = rsp
+            .headers
+            .iter()
+            .filter(|(n, _)| n.eq_ignore_ascii_case("set-cookie"))
+            .map(|(_, v)| v.as_str())
+            .collect();
+        assert_eq!(
+            cookies,
+            [
+                "__clerk_handshake=; Path=/; Max-Age=0",
+                "__clerk_handshake=; Path=/; Domain=example.com; Max-Age=0",
+                "__clerk_handshake_nonce=; Path=/; Max-Age=0",
+                "__clerk_handshake_nonce=; Path=/; Domain=example.com; Max-Age=0",
+            ],
+            "{rsp:#?}"
+        );
+    }
+    assert_eq!(s.decisions() - before, 3, "a 200 with cookies was cached");
+
+    // The control: the same session without the stale cookie is cached
+    // (one decision for three requests) and sets no cookie.
+    let clean = format!("Cookie: __session={token}; {uat}");
+    let before = s.decisions();
+    for _ in 0..3 {
+        let rsp = s.get("/api/x", &[&clean, API_ACCEPT, "Sec-Fetch-Dest: empty"]);
+        s.app_saw(&rsp);
+        assert_eq!(rsp.header("Set-Cookie"), None);
+    }
+    assert_eq!(s.decisions() - before, 1);
 }
 
 /// A stand-in for jwtgate that answers every request with the status it is
