@@ -13,9 +13,8 @@
 //! (`keys.api_url`: JWKS and the nonce exchange).
 //!
 //! `harness_*` tests check the harness itself (fake Clerk + browser, no
-//! jwtgate) and run now. The six scenarios of issue 8 need the handshake in
-//! jwtgate and in the nginx snippets; they are `#[ignore]`d until it lands:
-//! `cargo test --test browser_e2e -- --include-ignored`.
+//! jwtgate). The six scenarios of issue 8 run the whole flow through
+//! jwtgate and the shipped nginx snippets.
 //!
 //! What the scenarios assume (the CONTRACT's interface):
 //! - jwtgate config: see [`jwtgate_config`] (`keys.publishable_key`,
@@ -157,14 +156,16 @@ fn replace_once(text: &str, from: &str, to: &str, file: &str) -> String {
     text.replacen(from, to, 1)
 }
 
-/// Replaces the one directive `name ...;` (at line start, comments aside).
+/// Replaces the one directive `name ...;` (at line start, comments aside;
+/// a trailing comment such as the example's `# CHANGE` goes with it).
 fn replace_directive(text: &str, name: &str, to: &str, file: &str) -> String {
     let hits: Vec<usize> = text
         .lines()
         .enumerate()
         .filter(|(_, l)| {
             let t = l.trim_start();
-            t.starts_with(&format!("{name} ")) && t.trim_end().ends_with(';')
+            let code = t.split_once(" #").map_or(t, |(code, _)| code);
+            t.starts_with(&format!("{name} ")) && code.trim_end().ends_with(';')
         })
         .map(|(i, _)| i)
         .collect();
@@ -972,7 +973,6 @@ fn harness_fake_backend_api_checks_the_secret_and_answers_json() {
 /// (1) Signing in on the Account Portal lands on the protected page, and
 /// the app sees the user; for each of FAPI's four payload transports.
 #[test]
-#[ignore = "needs the handshake in jwtgate"]
 fn sign_in_on_the_account_portal_lands_on_the_page_with_the_user() {
     let s = Stack::start(Settings::default());
     let started = Instant::now();
@@ -1038,7 +1038,6 @@ fn sign_in_on_the_account_portal_lands_on_the_page_with_the_user() {
 /// (2) After the 5 s session token expires, a navigation bounces through
 /// FAPI and comes back signed in, without ever showing the sign-in page.
 #[test]
-#[ignore = "needs the handshake in jwtgate"]
 fn after_expiry_a_navigation_stays_signed_in_without_visiting_sign_in() {
     let s = Stack::start(Settings::default());
     s.sign_in_direct("user_2", "/start");
@@ -1081,7 +1080,6 @@ fn after_expiry_a_navigation_stays_signed_in_without_visiting_sign_in() {
 /// (3) A page's fetch() after the token expired gets a plain 401: no
 /// redirect (a fetch cannot follow a bounce through FAPI), no handshake.
 #[test]
-#[ignore = "needs the handshake in jwtgate"]
 fn a_fetch_after_expiry_gets_401_and_no_redirect() {
     let s = Stack::start(Settings::default());
     s.sign_in_direct("user_3", "/page");
@@ -1125,7 +1123,6 @@ fn a_fetch_after_expiry_gets_401_and_no_redirect() {
 /// (4) Signing out on Clerk (`__client_uat=0`) ends at the sign-in page on
 /// the next navigation, even while the old session token is still valid.
 #[test]
-#[ignore = "needs the handshake in jwtgate"]
 fn sign_out_ends_at_sign_in() {
     let s = Stack::start(Settings {
         session_ttl_secs: 60,
@@ -1166,7 +1163,6 @@ fn sign_out_ends_at_sign_in() {
 /// stops the bounce after 3 handshakes, the browser ends on a page (no
 /// ERR_TOO_MANY_REDIRECTS) and nobody reaches the app.
 #[test]
-#[ignore = "needs the handshake in jwtgate"]
 fn a_broken_frontend_api_stops_after_the_loop_guard() {
     let s = Stack::start(Settings {
         broken: Some(fake_clerk::Broken::NoPayload),
@@ -1204,7 +1200,6 @@ fn a_broken_frontend_api_stops_after_the_loop_guard() {
 /// forged nonce payload (a session token signed by another key, or a nonce
 /// BAPI never issued) signs nobody in.
 #[test]
-#[ignore = "needs the handshake in jwtgate"]
 fn a_forged_handshake_token_or_nonce_payload_signs_nobody_in() {
     let s = Stack::start(Settings::default());
     let cases = [
