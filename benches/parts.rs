@@ -11,15 +11,21 @@
 //! the identity headers, and the whole decision on a cache hit and on a
 //! miss. `bench/run.sh` measures the same path over
 //! HTTP; these numbers say where its time goes.
+//!
+//! `decide` is the whole `/auth` decision of a signed-in browser (a cache
+//! hit on its `__session` cookie, headers as nginx sends them) with browser
+//! sign-in off and on: what Clerk's handshake decision adds per request.
 
 use std::hint::black_box;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use base64::Engine;
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion};
+use jwtgate::browser::{ExchangeSettings, NonceExchanger};
 use jwtgate::config::{Config, Settings};
 use jwtgate::gate::metrics::Metrics;
-use jwtgate::gate::{Gate, GateOptions};
+use jwtgate::gate::{Browser, Call, Gate, GateOptions};
 use jwtgate::keys::jwk::VerifyingKey;
 use jwtgate::token::decode;
 use jwtgate::token::identity::Identity;
@@ -42,6 +48,12 @@ struct Fixture {
 }
 
 fn fixture() -> Fixture {
+    fixture_with(false)
+}
+
+/// The fixture; with `browser`, browser sign-in on (a publishable key for
+/// the issuer's host, a secret key, a Backend API nobody is asked).
+fn fixture_with(browser: bool) -> Fixture {
     let private = PKey::from_rsa(Rsa::generate(2048).unwrap()).unwrap();
     let pem = String::from_utf8(private.public_key_to_pem().unwrap()).unwrap();
     let now_ms = SystemTime::now()
@@ -62,6 +74,15 @@ fn fixture() -> Fixture {
     settings.keys.jwt_key = Some(pem.clone());
     settings.verify.issuer = Some(ISSUER.into());
     settings.verify.authorized_parties = vec![AZP.into()];
+    if browser {
+        let host = ISSUER.trim_start_matches("https://");
+        settings.keys.publishable_key = Some(format!(
+            "pk_live_{}",
+            base64::engine::general_purpose::STANDARD_NO_PAD.encode(format!("{host}$"))
+        ));
+        settings.keys.secret_key = Some("sk_live_bench".into());
+        settings.keys.api_url = Some("http://127.0.0.1:9".into());
+    }
     let config = Config::from_settings(settings).unwrap();
     let key = VerifyingKey::from_pem(&pem).unwrap();
     let store = config.key_store();
@@ -72,7 +93,21 @@ fn fixture() -> Fixture {
         cache_tokens: 100_000,
         ..config.gate.clone()
     };
-    let gate = Gate::new(verifier, options, Arc::new(Metrics::default()));
+    let mut gate = Gate::new(verifier, options, Arc::new(Metrics::default()));
+    if let Some(b) = &config.browser {
+        let exchanger = NonceExchanger::start(ExchangeSettings {
+            api_url: b.instance.api_url().into(),
+            secret_key: b.secret_key.clone(),
+            timeout: b.fetch_timeout,
+            threads: 1,
+            queue: 1,
+        })
+        .unwrap();
+        gate = gate.with_browser(Browser {
+            instance: b.instance.clone(),
+            exchanger,
+        });
+    }
     gate.authorize(&token, now_ms)
         .expect("the fixture token verifies");
     let other = PKey::from_rsa(Rsa::generate(2048).unwrap()).unwrap();
@@ -163,5 +198,45 @@ fn authorize(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, parts, authorize);
+fn decide(c: &mut Criterion) {
+    let mut group = c.benchmark_group("decide");
+    for browser in [false, true] {
+        let f = fixture_with(browser);
+        let cookie = format!(
+            "theme=dark; __session={}; __client_uat={}",
+            f.token,
+            f.now_ms / 1000 - 60
+        );
+        let headers = [
+            ("Host", "jwtgate"),
+            ("Cookie", cookie.as_str()),
+            ("X-Original-URI", "/dashboard?tab=1"),
+            ("X-Original-Method", "GET"),
+            ("X-Forwarded-Host", "app.bench.jwtgate.invalid"),
+            ("X-Forwarded-Proto", "https"),
+            ("Accept", "text/html,application/xhtml+xml"),
+            ("Sec-Fetch-Dest", "document"),
+            ("Referer", "https://app.bench.jwtgate.invalid/"),
+        ];
+        let pairs = || headers.iter().map(|(n, v)| (*n, v.as_bytes()));
+        let call = Call::auth("/auth");
+        assert_eq!(f.gate.decide(&call, pairs(), f.now_ms).status(), 200);
+        let mut out = String::with_capacity(512);
+        let name = if browser {
+            "cookie hit, browser on"
+        } else {
+            "cookie hit, browser off"
+        };
+        group.bench_function(name, |b| {
+            b.iter(|| {
+                out.clear();
+                let d = f.gate.decide(&call, black_box(pairs()), f.now_ms);
+                d.render_headers(&mut out);
+            })
+        });
+    }
+    group.finish();
+}
+
+criterion_group!(benches, parts, authorize, decide);
 criterion_main!(benches);

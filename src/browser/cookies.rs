@@ -89,15 +89,28 @@ impl<'a> ClerkCookies<'a> {
     /// Frontend API host (from the publishable key) is `frontend_api_host`.
     /// `now_ms` only matters for rule 6 (development instances).
     pub fn uses_suffixed(&self, frontend_api_host: &str, production: bool, now_ms: i64) -> bool {
+        let session_peek = self.get(Name::Session).and_then(peek);
+        self.uses_suffixed_peeked(session_peek.as_ref(), frontend_api_host, production, now_ms)
+    }
+
+    /// [`ClerkCookies::uses_suffixed`] with the plain `__session` already
+    /// decoded (`peek` of [`Name::Session`]'s value), so the decision
+    /// decodes it once per request.
+    pub(crate) fn uses_suffixed_peeked(
+        &self,
+        session_peek: Option<&Peek>,
+        frontend_api_host: &str,
+        production: bool,
+        now_ms: i64,
+    ) -> bool {
         let suffixed_uat = self.get(Name::ClientUatSuffixed);
         let uat = self.get(Name::ClientUat);
         let suffixed_session = self.get(Name::SessionSuffixed);
         let session = self.get(Name::Session);
-        let session_peek = session.and_then(peek);
         if session.is_some() {
             // 1: a malformed plain session (or one without iss) reads plain;
             // 2: a plain session from another instance means trust suffixed.
-            match &session_peek {
+            match session_peek {
                 Some(p) if p.has_issuer() => {
                     if !p.belongs_to(frontend_api_host) {
                         return true;
@@ -111,7 +124,7 @@ impl<'a> ClerkCookies<'a> {
             return false;
         }
         let suffixed_peek = suffixed_session.and_then(peek);
-        let iat = session_peek.as_ref().map_or(0.0, Peek::iat_or_zero);
+        let iat = session_peek.map_or(0.0, Peek::iat_or_zero);
         let suffixed_iat = suffixed_peek.as_ref().map_or(0.0, Peek::iat_or_zero);
         // 4: both signed in, plain is newer
         if suffixed_uat != Some("0") && uat != Some("0") && iat > suffixed_iat {

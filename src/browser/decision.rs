@@ -18,7 +18,7 @@ use serde::Deserialize;
 
 use super::cookies::{latin1, ClerkCookies, Name};
 use super::instance::{accounts_base_url, Instance};
-use super::peek::peek;
+use super::peek::{peek, Peek};
 use super::url::{
     clean_url, handshake_url, origin, query_get, query_has, sign_in_url, HandshakeParams,
     HANDSHAKE_PARAMS,
@@ -407,11 +407,18 @@ struct Flow<'r, 'a, V> {
     counter: f64,
     /// Directives jwtgate adds (clearing the handshake cookies).
     extra: Vec<String>,
+    /// The plain `__session` cookie, decoded (boxed: the flow is moved
+    /// around by value).
+    plain_peek: Option<Box<Peek>>,
 }
 
 impl<'r, 'a, V: TokenVerifier> Flow<'r, 'a, V> {
     fn new(instance: &'r Instance, req: &'r Request<'a>, verifier: &'r V, now_ms: i64) -> Self {
-        let suffixed = req.cookies.uses_suffixed(
+        // The plain session cookie is decoded once: for the choice of
+        // cookie set and, when that is the plain set, for C9 to C11.
+        let plain_peek = req.cookies.get(Name::Session).and_then(peek).map(Box::new);
+        let suffixed = req.cookies.uses_suffixed_peeked(
+            plain_peek.as_deref(),
             instance.frontend_api_host(),
             instance.is_production(),
             now_ms,
@@ -424,6 +431,7 @@ impl<'r, 'a, V: TokenVerifier> Flow<'r, 'a, V> {
             suffixed,
             counter: req.cookies.redirect_count(),
             extra: Vec::new(),
+            plain_peek,
         }
     }
 
@@ -541,7 +549,7 @@ impl<'r, 'a, V: TokenVerifier> Flow<'r, 'a, V> {
     }
 
     /// C2 onwards (satellite sync and C3 are out of scope).
-    fn continue_at_c2(self) -> Outcome<V::Verified> {
+    fn continue_at_c2(mut self) -> Outcome<V::Verified> {
         let dev = self.development();
         // C4
         if dev
@@ -571,8 +579,13 @@ impl<'r, 'a, V: TokenVerifier> Flow<'r, 'a, V> {
         if uat == 0.0 {
             return self.maybe_handshake(Reason::SessionTokenButNoClientUat);
         }
-        // C9
-        let Some(p) = peek(session) else {
+        // C9 (the session is the plain cookie unless suffixed: decoded then)
+        let p = if self.suffixed {
+            peek(session)
+        } else {
+            self.plain_peek.take().map(|p| *p)
+        };
+        let Some(p) = p else {
             return self.token_error(TokenError::Malformed);
         };
         // C10
@@ -824,7 +837,23 @@ impl<'r, 'a, V: TokenVerifier> Flow<'r, 'a, V> {
         let (Some(referer), Some(url)) = (self.req.referer, &self.req.url) else {
             return false;
         };
+        // The usual case, a link within the site, without parsing: the
+        // Referer starts with this URL's origin (browsers send it
+        // normalised) and a path, query or nothing follows.
+        let own = &url[..::url::Position::BeforePath];
+        if let Some(rest) = referer.strip_prefix(own.as_bytes()) {
+            if matches!(rest.first(), None | Some(b'/' | b'?' | b'#')) {
+                return false;
+            }
+        }
         match Url::parse(&latin1(referer)) {
+            // An http(s) origin is (scheme, host, port): compared without
+            // serialising either (this runs on every signed-in navigation).
+            Ok(r) if matches!(r.scheme(), "http" | "https") => {
+                r.scheme() != url.scheme()
+                    || r.host() != url.host()
+                    || r.port_or_known_default() != url.port_or_known_default()
+            }
             Ok(r) => origin(&r) != origin(url),
             Err(_) => false,
         }

@@ -21,6 +21,13 @@ use crate::token::json::{parse_object, present, Json};
 /// anyway, by `verify.max_token_bytes`).
 const MAX_PEEK_BYTES: usize = 64 * 1024;
 
+/// base64url, padding optional (built at compile time: building it costs
+/// as much as decoding a token).
+const ENGINE: GeneralPurpose = GeneralPurpose::new(
+    &alphabet::URL_SAFE,
+    GeneralPurposeConfig::new().with_decode_padding_mode(DecodePaddingMode::Indifferent),
+);
+
 /// Clerk's session-token categories (`cat` header); absent also means a
 /// session token.
 const SESSION_CATEGORIES: [&str; 2] = ["cl_B7d4PD111AAA", "cl_I7d4PD111III"];
@@ -68,24 +75,33 @@ pub fn peek(token: &str) -> Option<Peek> {
     else {
         return None;
     };
-    let engine = GeneralPurpose::new(
-        &alphabet::URL_SAFE,
-        GeneralPurposeConfig::new().with_decode_padding_mode(DecodePaddingMode::Indifferent),
-    );
-    let header: RawHeader = parse_object(&engine.decode(h).ok()?).ok()?;
-    let payload: RawPayload = parse_object(&engine.decode(p).ok()?).ok()?;
-    engine.decode(s).ok()?;
-    let b64url = |part: &str| {
-        !part.is_empty()
-            && part
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
-    };
+    // This runs on every browser request: a usual token decodes into
+    // buffers on the stack (an RSA-4096 signature included).
+    let mut buffer = [0u8; 2048];
+    let mut heap = Vec::new();
+    let header: RawHeader = parse_object(decode(h, &mut buffer, &mut heap)?).ok()?;
+    let payload: RawPayload = parse_object(decode(p, &mut buffer, &mut heap)?).ok()?;
+    decode(s, &mut buffer, &mut heap)?;
+    // Every byte already decoded as base64url or padding: the format
+    // holds when no part is empty or padded.
+    let b64url = |part: &str| !part.is_empty() && !part.as_bytes().contains(&b'=');
     Some(Peek {
         jwt_format: b64url(h) && b64url(p) && b64url(s),
         header,
         payload,
     })
+}
+
+/// Decodes one base64url part into `buffer`, or into `heap` when it does
+/// not fit.
+fn decode<'b>(part: &str, buffer: &'b mut [u8], heap: &'b mut Vec<u8>) -> Option<&'b [u8]> {
+    if part.len() / 4 * 3 + 3 <= buffer.len() {
+        let n = ENGINE.decode_slice(part, buffer).ok()?;
+        Some(&buffer[..n])
+    } else {
+        *heap = ENGINE.decode(part).ok()?;
+        Some(heap)
+    }
 }
 
 impl Peek {
