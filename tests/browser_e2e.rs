@@ -1253,3 +1253,121 @@ fn a_forged_handshake_token_or_nonce_payload_signs_nobody_in() {
     s.sign_in_direct("user_6", "/secret");
     s.assert_signed_in_at(&format!("{APP}/secret"), "user_6");
 }
+
+/// Polls `/api/data` with fetch() `n` times, one second apart, from the
+/// page; the statuses in order, and how long the slowest took (ms).
+fn poll(s: &Stack, n: u32) -> (Vec<u64>, u64) {
+    let v = s
+        .browser
+        .run_async(
+            "const [n, done] = [arguments[0], arguments[arguments.length - 1]];\
+             (async () => {\
+               const out = [];\
+               let slowest = 0;\
+               for (let i = 0; i < n; i++) {\
+                 if (i > 0) await new Promise(r => setTimeout(r, 1000));\
+                 const t0 = performance.now();\
+                 try { out.push((await fetch('/api/data', {credentials: 'same-origin'})).status); }\
+                 catch (e) { out.push(0); }\
+                 slowest = Math.max(slowest, performance.now() - t0);\
+               }\
+               return [out, Math.round(slowest)];\
+             })().then(done, e => done(String(e)));",
+            json!([n]),
+        )
+        .unwrap_or_else(|e| panic!("{e}\n{}", s.debug()));
+    let statuses = v[0]
+        .as_array()
+        .unwrap_or_else(|| panic!("{v}\n{}", s.debug()))
+        .iter()
+        .map(|x| x.as_u64().unwrap_or(0))
+        .collect();
+    (statuses, v[1].as_u64().unwrap_or(0))
+}
+
+/// Beyond the SDK (issue 8): a dashboard-like page that polls with fetch()
+/// every second and never navigates. Measured here with 5 s session
+/// tokens: without help, every poll after the token expired is a 401 until
+/// the next navigation (Clerk's SDK has no cure without a `__refresh`
+/// cookie). With nginx's `/_jwtgate/renew.js` in the page, each 401 that a
+/// navigation would cure renews the cookie through a hidden iframe
+/// (Clerk's handshake) and the fetch is repeated once: the page sees no
+/// 401. An XHR is not repeated: the one that meets the expiry gets the 401,
+/// the next one works.
+#[test]
+fn a_polling_page_gets_401_after_expiry_unless_it_loads_the_renew_helper() {
+    let s = Stack::start(Settings::default());
+    s.sign_in_direct("user_7", "/dash");
+    s.assert_signed_in_at(&format!("{APP}/dash"), "user_7");
+
+    // Without help: once the token expired, 401 on every poll.
+    let (plain, slowest) = poll(&s, 9);
+    let first_401 = plain.iter().position(|st| *st == 401);
+    println!("polling without the helper: {plain:?}, slowest fetch {slowest} ms");
+    let first_401 = first_401.unwrap_or_else(|| panic!("no 401 in {plain:?}\n{}", s.debug()));
+    assert!(first_401 >= 2, "{plain:?}: the token lives 5 s");
+    assert!(
+        plain[first_401..].iter().all(|st| *st == 401),
+        "{plain:?}: nothing renews the session without a navigation"
+    );
+    assert!(plain[..first_401].iter().all(|st| *st == 200), "{plain:?}");
+
+    // With the helper: the expired session is renewed on the first 401
+    // (the token expired during the polling above), and on later expiries.
+    let loaded = s
+        .browser
+        .run_async(
+            "const done = arguments[arguments.length - 1];\
+             const el = document.createElement('script');\
+             el.src = '/_jwtgate/renew.js';\
+             el.onload = () => done(typeof window.jwtgateRenew);\
+             el.onerror = () => done('error');\
+             document.head.appendChild(el);",
+            json!([]),
+        )
+        .unwrap();
+    assert_eq!(loaded, "function", "{}", s.debug());
+    let handshakes = s.fake.count("/v1/client/handshake");
+    let (helped, slowest) = poll(&s, 12);
+    println!(
+        "polling with the helper: {helped:?}, slowest fetch {slowest} ms (one renewal included)"
+    );
+    assert!(
+        helped.iter().all(|st| *st == 200),
+        "{helped:?}\n{}",
+        s.debug()
+    );
+    let renewals = s.fake.count("/v1/client/handshake") - handshakes;
+    assert!(
+        (2..=4).contains(&renewals),
+        "{renewals} renewals in 12 s of 5 s tokens\n{}",
+        s.debug()
+    );
+    // The page itself never moved, and the app never saw a request
+    // without the user.
+    assert_eq!(s.browser.url(), format!("{APP}/dash"));
+    assert!(
+        s.app.users().iter().all(|u| u == "user_7"),
+        "{:?}",
+        s.app.users()
+    );
+
+    // XHR: the call that meets the expiry gets the 401 and starts the
+    // renewal; the next one is signed in.
+    s.wait_for_session_expiry();
+    let xhr = |s: &Stack| {
+        s.browser
+            .run_async(
+                "const done = arguments[arguments.length - 1];\
+                 const x = new XMLHttpRequest();\
+                 x.open('GET', '/api/data');\
+                 x.onloadend = () => done(x.status);\
+                 x.send();",
+                json!([]),
+            )
+            .unwrap()
+    };
+    assert_eq!(xhr(&s), 401, "{}", s.debug());
+    std::thread::sleep(Duration::from_millis(1500));
+    assert_eq!(xhr(&s), 200, "{}", s.debug());
+}
