@@ -14,7 +14,7 @@
 # sample), ROUNDS, CONNECTIONS and THREADS (wrk), WARMUP (s, first round
 # only), POOL (distinct tokens of row 3), START_RUNS (start-to-ready
 # samples), QUIET_WAIT and QUIET_MAX (waiting for a quiet machine, below),
-# BASE_PORT (uses BASE_PORT+1 to +9 on 127.0.0.1), RESULTS (the markdown
+# BASE_PORT (uses BASE_PORT+1 to +12 on 127.0.0.1), RESULTS (the markdown
 # file written), NGINX (the binary), BENCH_NICE (e.g. -20, as root: run the
 # bench and everything it starts at that priority, and its session's
 # autogroup too, so that other work on a shared machine, say a fuzzer,
@@ -42,6 +42,23 @@
 #   9 stock hello          bench/stock-hello: examples/hello.rs as it was, on stock
 #                          may_minihttp 0.1.11 from crates.io (row 1 uses the patched copy
 #                          in vendor/may_minihttp): what the HTTP layer's patches cost
+# Browser sign-in (Clerk's handshake), after the rows above, jwtgate direct, 1 round:
+#   B1 cookie hit, browser off   a signed-in browser's page load (the __session cookie,
+#                                navigation headers as nginx sends them) to row 2's jwtgate
+#   B2 cookie hit, browser on    the same to a jwtgate with [browser] on: Clerk's decision
+#                                on every request
+#   B3 handshake redirect        a page load with __client_uat only (back from sign-in,
+#                                or the cookie expired): 401 + X-Jwtgate-Location to Clerk
+#   B4 return leg                back from Clerk with ?__clerk_handshake_nonce: the nonce
+#                                exchanged with a stand-in Backend API on loopback
+#                                (bench/node/fake-bapi.mjs), the payload's new session
+#                                token verified (RS256, a cache miss, as for real), 401 +
+#                                X-Jwtgate-Location to the clean URL;
+#                                HS_CONNECTIONS (2) connections, one per exchange thread
+# One handshake round costs jwtgate B3 + B4 (two requests; Clerk's Frontend API answers
+# the one in between). CPU is jwtgate's alone (the stand-in's is shown apart).
+# HANDSHAKE_ONLY=1: only these rows (with QUICK=1: a quick look), printed and written to
+# $WORK/handshake.md; RESULTS is not touched.
 # Per row: requests/s, p50 and p99 latency (wrk), server CPU per request
 # (utime+stime from /proc/<pid>/stat of the row's server processes, nginx
 # master and workers plus its auth server, over the sample, divided by the
@@ -94,6 +111,9 @@ PORT_HELLO=$((BASE_PORT + 1)) PORT_JWTGATE=$((BASE_PORT + 2)) PORT_POOL=$((BASE_
 PORT_NGINX_AUTH=$((BASE_PORT + 4)) PORT_NGINX_CACHE=$((BASE_PORT + 5))
 PORT_NGINX_HELLO=$((BASE_PORT + 6)) PORT_NGINX_STATIC=$((BASE_PORT + 7))
 PORT_NODE=$((BASE_PORT + 8)) PORT_START=$((BASE_PORT + 9)) PORT_STOCK=$((BASE_PORT + 10))
+PORT_BROWSER=$((BASE_PORT + 11)) PORT_BAPI=$((BASE_PORT + 12))
+HANDSHAKE_ONLY=${HANDSHAKE_ONLY:-0}
+HS_CONNECTIONS=${HS_CONNECTIONS:-2}
 
 ROW_NAMES=(""
     "hello, patched may_minihttp (ceiling)"
@@ -257,7 +277,7 @@ check_tools() {
     done
     [[ $STOCK_ONLY == 1 ]] || "$NGINX" -V 2>&1 | grep -q -- --with-http_auth_request_module ||
         die "$NGINX lacks the auth_request module"
-    for port in $(seq $((BASE_PORT + 1)) $((BASE_PORT + 10))); do
+    for port in $(seq $((BASE_PORT + 1)) $((BASE_PORT + 12))); do
         ! is_listening "$port" || die "port $port is in use (set BASE_PORT)"
     done
     mkdir -p "$WORK/logs"
@@ -612,6 +632,124 @@ measure_rsa_verify() {
         /^rsa 2048 bits/ { printf "%.2f", 1000000 / $(NF - from_end) }'
 }
 
+# --- Browser sign-in rows (B1 to B4) -----------------------------------------------
+# jwtgate with [browser] on: the bench key, a publishable key for the
+# issuer's host, the stand-in Backend API.
+browser_config() {
+    local host=${ISSUER#https://}
+    cat >"$WORK/jwtgate-browser.toml" <<TOML
+listen = "127.0.0.1:$PORT_BROWSER"
+[keys]
+jwt_key_file = "$TOKENS/jwt.pem"
+publishable_key = "pk_live_$(printf '%s$' "$host" | base64 -w0 | tr -d '=')"
+secret_key = "sk_live_bench"
+api_url = "http://127.0.0.1:$PORT_BAPI"
+[verify]
+issuer = "$ISSUER"
+authorized_parties = ["$AZP"]
+[cache]
+tokens = $POOL
+[browser]
+handshake = true
+TOML
+    echo "$WORK/jwtgate-browser.toml"
+}
+
+# hs_run NAME ROW URL CONNECTIONS EXPECTED_STATUS "SERVERS" HEADER...: one wrk
+# run with these headers (no Authorization); every answer must have
+# EXPECTED_STATUS (wrk counts non-2xx: all or none). Appends a line to
+# $WORK/handshake.tsv: row, name, req/s, p50 µs, p99 µs, CPU µs/req of the
+# first server, of the others.
+hs_run() {
+    local name=$1 row=$2 url=$3 conns=$4 status=$5 servers=$6 out line h args=()
+    shift 6
+    for h in "$@"; do args+=(-H "$h"); done
+    local main=() others=() n
+    for n in $servers; do
+        if ((${#main[@]} == 0)); then mapfile -t main < <(pids_of "$n")
+        else mapfile -t -O "${#others[@]}" others < <(pids_of "$n"); fi
+    done
+    wait_quiet
+    local b0 o0 b1 o1
+    b0=$(cpu_ticks "${main[@]}") o0=$(cpu_ticks "${others[@]}")
+    out=$(wrk -t1 -c"$conns" -d"${DURATION}s" --timeout 5s -s "$REPO/bench/wrk.lua" "${args[@]}" "$url") ||
+        die "wrk failed on $url: $out"
+    b1=$(cpu_ticks "${main[@]}") o1=$(cpu_ticks "${others[@]}")
+    line=$(grep '^RESULT ' <<<"$out") || die "no RESULT from wrk on $url: $out"
+    eval "$(sed -E 's/^RESULT //; s/([a-z0-9_]+)=/\U\1=/g' <<<"$line")"
+    ((REQUESTS > 0)) || die "$row: no requests completed"
+    if [[ $status == 200 ]]; then ((NON2XX == 0)) || die "$row: $NON2XX answers were not 2xx"
+    else ((NON2XX == REQUESTS)) || die "$row: $((REQUESTS - NON2XX)) answers were 2xx, expected $status"; fi
+    local rps cpu cpu_others
+    rps=$(calc "$REQUESTS * 1000000 / $DURATION_US")
+    cpu=$(calc "($b1 - $b0) * 1000000 / $CLK_TCK / $REQUESTS")
+    cpu_others=$(calc "($o1 - $o0) * 1000000 / $CLK_TCK / $REQUESTS")
+    printf '%s\t%s\t%.0f\t%s\t%s\t%.2f\t%.2f\n' "$row" "$name" "$rps" "$P50_US" "$P99_US" "$cpu" \
+        "$cpu_others" >>"$WORK/handshake.tsv"
+    log "$(printf '%s %-34s %8.0f req/s  p50 %6.3f ms  p99 %6.3f ms  %6.2f us CPU/req' "$row" "$name" \
+        "$rps" "$(calc "$P50_US / 1000")" "$(calc "$P99_US / 1000")" "$cpu")"
+}
+
+# join_headers LINE...: the lines joined with CRLF (for `http`/`expect`).
+join_headers() {
+    local out="" line
+    for line in "$@"; do out+="${out:+$'\r\n'}$line"; done
+    printf '%s' "$out"
+}
+
+handshake_rows() {
+    log "browser sign-in rows"
+    : >"$WORK/handshake.tsv"
+    [[ -n ${PID[jwtgate]:-} ]] || start_jwtgate jwtgate "$PORT_JWTGATE"
+    # Tokens the other rows do not use, so every return leg verifies a new one.
+    tail -n 30000 "$TOKENS/pool.txt" >"$WORK/bapi-tokens.txt"
+    start bapi env PORT="$PORT_BAPI" TOKENS_FILE="$WORK/bapi-tokens.txt" node "$REPO/bench/node/fake-bapi.mjs"
+    wait_until 10 is_listening "$PORT_BAPI" || die "fake BAPI never listened: $(<"$WORK/logs/bapi.log")"
+    start jwtgate-browser "$JWTGATE" --config "$(browser_config)"
+    wait_until 10 is_200 "$PORT_BROWSER" /readyz || die "jwtgate (browser) never ready: $(<"$WORK/logs/jwtgate-browser.log")"
+    local nav=("Accept: text/html,application/xhtml+xml" "Sec-Fetch-Dest: document"
+        "X-Original-Method: GET" "X-Forwarded-Host: ${AZP#https://}" "X-Forwarded-Proto: https")
+    local signed_in=("Cookie: theme=dark; __session=$HOT_TOKEN; __client_uat=1" "X-Original-URI: /dash?tab=1" "${nav[@]}")
+    local uat_only=("Cookie: __client_uat=1" "X-Original-URI: /dash?tab=1" "${nav[@]}")
+    local back=("X-Original-URI: /dash?tab=1&__clerk_handshake_nonce=bench" "${nav[@]}")
+    # What each row answers, before measuring.
+    local lines
+    lines=$(join_headers "${signed_in[@]}")
+    expect "$PORT_JWTGATE" /auth "$lines" 200 "X-User-Id: user_00000000"
+    expect "$PORT_BROWSER" /auth "$lines" 200 "X-User-Id: user_00000000"
+    lines=$(join_headers "${uat_only[@]}")
+    expect "$PORT_BROWSER" /auth "$lines" 401 "X-Jwtgate-Location: https://clerk.bench.jwtgate.invalid/v1/client/handshake?redirect_url=https%3A%2F%2Fapp.bench.jwtgate.invalid%2Fdash%3Ftab%3D1&"
+    lines=$(join_headers "${back[@]}")
+    expect "$PORT_BROWSER" /auth "$lines" 401 "X-Jwtgate-Location: https://app.bench.jwtgate.invalid/dash?tab=1"
+    expect "$PORT_BROWSER" /auth "$lines" 401 "X-Jwtgate-Set-Cookie-4: __session=ey"
+    local url_off=http://127.0.0.1:$PORT_JWTGATE/auth url_on=http://127.0.0.1:$PORT_BROWSER/auth
+    hs_run "cookie hit, browser off" B1 "$url_off" "$CONNECTIONS" 200 jwtgate "${signed_in[@]}"
+    hs_run "cookie hit, browser on" B2 "$url_on" "$CONNECTIONS" 200 jwtgate-browser "${signed_in[@]}"
+    hs_run "handshake redirect" B3 "$url_on" "$CONNECTIONS" 401 jwtgate-browser "${uat_only[@]}"
+    hs_run "return leg (nonce exchange)" B4 "$url_on" "$HS_CONNECTIONS" 401 "jwtgate-browser bapi" "${back[@]}"
+    local exchanges
+    exchanges=$(http_body "$PORT_BROWSER" /metrics | awk '/^jwtgate_nonce_exchanges_total/ { print }' | tr '\n' ' ')
+    log "nonce exchanges: $exchanges"
+    grep -q 'outcome="ok"} [1-9]' <<<"$exchanges" || die "no nonce exchange succeeded: $exchanges"
+    ! grep -Eq 'outcome="(status|bad-response|too-large|network|timeout|overloaded)"} [1-9]' <<<"$exchanges" ||
+        die "nonce exchanges failed during B4: $exchanges"
+    handshake_report >"$WORK/handshake.md"
+}
+
+handshake_report() {
+    local b3 b4
+    b3=$(awk -F'\t' '$1 == "B3" { print $6 }' "$WORK/handshake.tsv")
+    b4=$(awk -F'\t' '$1 == "B4" { print $6 }' "$WORK/handshake.tsv")
+    echo "## Browser sign-in (jwtgate direct, $DURATION s per row, 1 round)"
+    echo
+    echo "| # | row | req/s | p50 ms | p99 ms | jwtgate CPU µs/req | stand-in BAPI CPU µs/req |"
+    echo "|---|---|---:|---:|---:|---:|---:|"
+    awk -F'\t' '{ printf "| %s | %s | %s | %.3f | %.3f | %s | %s |\n", $1, $2, $3, $4 / 1000, $5 / 1000, $6, ($1 == "B4" ? $7 : "") }' \
+        "$WORK/handshake.tsv"
+    echo
+    echo "One handshake round (B3 + B4: two requests to jwtgate, one nonce exchange): $(calc "$b3 + $b4" | xargs printf '%.1f') µs of jwtgate CPU. B4 runs $HS_CONNECTIONS connections (the exchange pool's threads); its latency includes the exchange over loopback HTTP."
+}
+
 # --- Report -------------------------------------------------------------------
 median() { sort -g | awk '{ v[NR] = $1 } END { if (NR == 0) print "nan"; else if (NR % 2) print v[(NR + 1) / 2]; else print (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
 
@@ -741,6 +879,8 @@ report() {
         echo "| # | round | req/s | p50 µs | p99 µs | CPU µs/req | requests | socket errors | other load |"
         echo "|---|---|---:|---:|---:|---:|---:|---:|---:|"
         sort -t$'\t' -k1,1n -k2,2n "$SAMPLES" | awk -F'\t' '{ printf "| %s | %s | %s | %s | %s | %s | %s | %s | %.0f%% |\n", $1, $2, $3, $4, $5, $6, $7, $8, $9 * 100 }'
+        echo
+        cat "$WORK/handshake.md"
     } >"$RESULTS"
     log "wrote ${RESULTS#"$REPO"/}"
     sed -n '/^| # | row/,/^## Against/p' "$RESULTS" | head -n -1
@@ -814,6 +954,11 @@ main() {
     check_tools
     build
     mint_tokens
+    if [[ $HANDSHAKE_ONLY == 1 ]]; then
+        handshake_rows
+        cat "$WORK/handshake.md"
+        return
+    fi
     if [[ $STOCK_ONLY == 1 ]]; then
         start_servers
         check_servers
@@ -830,6 +975,7 @@ main() {
     start_servers
     check_servers
     run_rounds
+    handshake_rows
     report "$verify_us" "$READY_MS"
 }
 
