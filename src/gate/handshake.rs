@@ -532,4 +532,48 @@ mod tests {
             Decision::Unavailable
         ));
     }
+
+    #[test]
+    fn gate_browser_location_rules_apply_to_signed_in_browsers_and_optional_lets_others_through() {
+        let g = gate();
+        let at = |target: &'static str, h: &[(&'static str, String)]| {
+            g.decide(
+                &Call::auth(target),
+                h.iter().map(|(n, v)| (*n, v.as_bytes())),
+                NOW,
+            )
+        };
+        let signed_in = nginx(
+            "/",
+            &format!("__session={}; __client_uat=1", session(5)),
+            "document",
+        );
+        assert_eq!(at("/auth?role=org:admin", &signed_in).status(), 403);
+        assert!(matches!(
+            at("/auth?optional=1", &signed_in),
+            Decision::Allow { .. }
+        ));
+        // Signed out: optional=1 serves the page anonymously, no sign-in.
+        let signed_out = nginx("/", "", "document");
+        assert!(matches!(
+            at("/auth?optional=1", &signed_out),
+            Decision::Anonymous
+        ));
+        assert!(matches!(
+            at("/auth?optional=1", &nginx("/", "", "empty")),
+            Decision::Anonymous
+        ));
+        // A returning user still goes through the handshake (it renews the
+        // session), on an optional page too.
+        let returning = nginx("/", "__client_uat=1699999000", "document");
+        assert!(matches!(
+            at("/auth?optional=1", &returning),
+            Decision::Redirect(r) if r.kind == RedirectKind::Handshake
+        ));
+        // Malformed rules are an operator error, before anything else.
+        assert!(matches!(
+            at("/auth?role=", &returning),
+            Decision::Misconfigured(_)
+        ));
+    }
 }
