@@ -367,12 +367,13 @@ start_nginx() {
     text=$(replace_once "$text" "server 127.0.0.1:7070;" "server 127.0.0.1:$auth_port;" \
         nginx/jwtgate-upstream.conf)
     printf '%s\n' "$text" >"$dir/jwtgate/jwtgate-upstream.conf"
-    cp "$REPO/nginx/jwtgate-protect.conf" "$dir/jwtgate/"
-    text=$(<"$REPO/nginx/jwtgate-auth.conf")
+    cp "$REPO/nginx/jwtgate-protect.conf" "$REPO/nginx/jwtgate-identity.conf" \
+        "$REPO/nginx/jwtgate-auth.conf" "$dir/jwtgate/"
+    text=$(<"$REPO/nginx/jwtgate-auth-location.conf")
     if [[ $mode == cache ]]; then
         # As nginx/jwtgate-cache.conf says: in place of `proxy_cache off;`.
         text=$(replace_once "$text" "proxy_cache off;" "include jwtgate/jwtgate-cache.conf;" \
-            nginx/jwtgate-auth.conf)
+            nginx/jwtgate-auth-location.conf)
         cp "$REPO/nginx/jwtgate-cache.conf" "$dir/jwtgate/"
         # The zone on tmpfs, like the shipped /run path.
         CACHE_DIR=$(mktemp -d /dev/shm/jwtgate-bench-cache.XXXXXX 2>/dev/null || mktemp -d)
@@ -383,7 +384,7 @@ start_nginx() {
             nginx/jwtgate-cache-zone.conf)
         printf '%s\n' "$zone" >"$dir/jwtgate/jwtgate-cache-zone.conf"
     fi
-    printf '%s\n' "$text" >"$dir/jwtgate/jwtgate-auth.conf"
+    printf '%s\n' "$text" >"$dir/jwtgate/jwtgate-auth-location.conf"
 
     local run=("$NGINX" -p "$dir" -c "$dir/nginx.conf" -e "$dir/error.log")
     "${run[@]}" -t -q 2>"$WORK/logs/$name-t.log" || die "nginx -t ($name): $(<"$WORK/logs/$name-t.log")"

@@ -203,12 +203,14 @@ impl Nginx {
         std::fs::write(dir.path("jwtgate/jwtgate-upstream.conf"), upstream).unwrap();
         for name in [
             "jwtgate-auth.conf",
+            "jwtgate-auth-location.conf",
             "jwtgate-protect.conf",
+            "jwtgate-identity.conf",
             "jwtgate-public.conf",
             "jwtgate-cache.conf",
         ] {
             let mut text = read(name);
-            if name == "jwtgate-auth.conf" && decisions == Decisions::Cached {
+            if name == "jwtgate-auth-location.conf" && decisions == Decisions::Cached {
                 text = replace_once(
                     &text,
                     "proxy_cache off;",
@@ -486,6 +488,48 @@ fn valid_tokens_reach_the_app_with_the_identity_headers() {
         ("X-Actor-Id", "user_support"),
     ]);
     assert_eq!(s.app.requests(), 3);
+}
+
+#[test]
+fn location_rules_give_403_to_signed_in_users_who_fail_them() {
+    let s = Stack::start();
+    let mut member = claims("user_member");
+    member["o"] = json!({"id": "org_1", "slg": "acme", "rol": "member"});
+    let mut admin = claims("user_admin");
+    admin["o"] = json!({"id": "org_1", "slg": "acme", "rol": "admin"});
+    admin["fva"] = json!([3, 30]);
+    let (member, admin) = (s.key.sign(&member), s.key.sign(&admin));
+    let before = s.app.requests();
+
+    let r = s.get("/admin/users", &[&bearer(&member), API_ACCEPT]);
+    assert_eq!(r.status, 403, "{r:#?}\n{}", s.nginx.logs());
+    assert_eq!(r.header("x-jwtgate-reason"), Some("missing-role"));
+    let r = s.get(
+        "/admin/users",
+        &[&bearer(&s.token("user_none")), API_ACCEPT],
+    );
+    assert_eq!(r.status, 403, "no organization: still signed in, so 403");
+    let r = s.get("/admin/users", &[API_ACCEPT]);
+    assert_eq!(r.status, 401, "no token is a 401 under rules too");
+    assert_eq!(s.app.requests(), before, "nothing reached the app");
+    let echo = s.app_saw(&s.get("/admin/users", &[&bearer(&admin), API_ACCEPT]));
+    assert_eq!(echo.header("X-Org-Role"), Some("org:admin"));
+
+    // reverify=strict: the second factor 30 minutes ago is too long ago;
+    // the 403's body is Clerk's error JSON for its frontend SDKs.
+    let r = s.get("/account/security/", &[&bearer(&admin), API_ACCEPT]);
+    assert_eq!(r.status, 403, "{r:#?}");
+    assert_eq!(
+        r.header("x-jwtgate-reason"),
+        Some("reverification-required")
+    );
+    assert_eq!(r.header("content-type"), Some("application/json"));
+    let body: serde_json::Value = serde_json::from_str(&r.body).unwrap();
+    assert_eq!(body["clerk_error"]["reason"], "reverification-error");
+    assert_eq!(body["clerk_error"]["metadata"]["reverification"], "strict");
+    let mut recent = claims("user_recent");
+    recent["fva"] = json!([3, 2]);
+    s.app_saw(&s.get("/account/security/", &[&bearer(&s.key.sign(&recent))]));
 }
 
 #[test]
