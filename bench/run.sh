@@ -125,9 +125,10 @@ ROW_NAMES=(""
     "nginx static, no auth"
     "node @clerk/backend verifyToken"
     "hello on stock may_minihttp 0.1.11"
+    "jwtgate direct, 1 token, 3 location rules (cache hit)"
 )
 # The rows measured, in order.
-if [[ $STOCK_ONLY == 1 ]]; then ROWS=(1 9 2); else ROWS=(1 2 3 4 5 6 7 8 9); fi
+if [[ $STOCK_ONLY == 1 ]]; then ROWS=(1 9 2); else ROWS=(1 2 3 4 5 6 7 8 9 10); fi
 
 JWTGATE=$REPO/target/release/jwtgate
 HELLO=$REPO/target/release/examples/hello
@@ -416,6 +417,7 @@ check_servers() {
     expect "$PORT_STOCK" /auth "$AUTH" 200 "X-User-Id: user_hello"
     expect "$PORT_JWTGATE" /auth "$AUTH" 200 "X-User-Id: user_00000000"
     expect "$PORT_JWTGATE" /auth "" 401
+    expect "$PORT_JWTGATE" "/auth?role=org:admin&permission=org:dashboard:manage&org=required" "$AUTH" 200 "X-Org-Role: org:admin"
     if [[ $STOCK_ONLY == 1 ]]; then
         log "every server answers as expected"
         return 0
@@ -587,10 +589,14 @@ row_6() { measure 6 "$1" "$URL_NGINX_HELLO" "nginx-hello hello"; }
 row_7() { measure 7 "$1" "$URL_NGINX_STATIC" nginx-static; }
 row_8() { measure 8 "$1" "$URL_NODE" node; }
 row_9() { measure 9 "$1" "$URL_STOCK" stock-hello; }
+# Row 2 with rules the bench token satisfies (it is an org admin with
+# org:dashboard:manage): what a rule costs on a cache hit (issue 10).
+URL_RULES="$URL_JWTGATE?role=org:admin&permission=org:dashboard:manage&org=required"
+row_10() { measure 10 "$1" "$URL_RULES" jwtgate; }
 ROW_SERVERS=("" hello jwtgate jwtgate-pool "nginx-auth jwtgate" "nginx-cache jwtgate"
-    "nginx-hello hello" nginx-static node stock-hello)
+    "nginx-hello hello" nginx-static node stock-hello jwtgate)
 ROW_URLS=("" "$URL_HELLO" "$URL_JWTGATE" "$URL_POOL" "$URL_NGINX_AUTH" "$URL_NGINX_CACHE"
-    "$URL_NGINX_HELLO" "$URL_NGINX_STATIC" "$URL_NODE" "$URL_STOCK")
+    "$URL_NGINX_HELLO" "$URL_NGINX_STATIC" "$URL_NODE" "$URL_STOCK" "$URL_RULES")
 
 run_rounds() {
     : >"$SAMPLES"
@@ -782,7 +788,7 @@ ratio() { calc "$1 / $2" | xargs printf '%.3f'; }
 report() {
     local verify_us=$1 ready_ms=$2 row
     local -a rps p50 p99 cpu
-    for row in 1 2 3 4 5 6 7 8 9; do
+    for row in 1 2 3 4 5 6 7 8 9 10; do
         rps[row]=$(med "$row" 3 | xargs printf '%.0f')
         p50[row]=$(calc "$(med "$row" 4) / 1000" | xargs printf '%.3f')
         p99[row]=$(calc "$(med "$row" 5) / 1000" | xargs printf '%.3f')
@@ -818,7 +824,7 @@ report() {
         echo
         echo "| # | row | req/s | p50 ms | p99 ms | server CPU µs/req | peak RSS MiB (VmHWM) |"
         echo "|---|---|---:|---:|---:|---:|---|"
-        for row in 1 2 3 4 5 6 7 8 9; do
+        for row in 1 2 3 4 5 6 7 8 9 10; do
             echo "| $row | ${ROW_NAMES[row]} | ${rps[row]} | ${p50[row]} | ${p99[row]} | ${cpu[row]} | $(rss_of "$row") |"
         done
         echo
@@ -828,6 +834,7 @@ report() {
         echo
         echo "- (2)/(1) jwtgate cached / hello: $(ratio "${rps[2]}" "${rps[1]}")x req/s; p99 $(calc "${p99[2]} - ${p99[1]}" | xargs printf '%+.3f') ms"
         echo "- (2)/(9) jwtgate cached / stock may_minihttp hello: $(ratio "${rps[2]}" "${rps[9]}")x; (1)/(9) hello, patched / stock may_minihttp: $(ratio "${rps[1]}" "${rps[9]}")x req/s, CPU/req $(ratio "${cpu[1]}" "${cpu[9]}")x"
+        echo "- (10)/(2) cache hit with 3 location rules / without: $(ratio "${rps[10]}" "${rps[2]}")x req/s; CPU/req $(ratio "${cpu[10]}" "${cpu[2]}")x"
         echo "- (4)/(6) nginx -> jwtgate / nginx -> hello: $(ratio "${rps[4]}" "${rps[6]}")x"
         echo "- (5)/(7) nginx decision cache / nginx static: $(ratio "${rps[5]}" "${rps[7]}")x"
         echo "- (2)/(8) jwtgate cached / node: $(ratio "${rps[2]}" "${rps[8]}")x; (4)/(8) through nginx / node: $(ratio "${rps[4]}" "${rps[8]}")x"
