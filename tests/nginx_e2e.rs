@@ -532,6 +532,22 @@ fn location_rules_give_403_to_signed_in_users_who_fail_them() {
     s.app_saw(&s.get("/account/security/", &[&bearer(&s.key.sign(&recent))]));
 }
 
+/// A control byte in someone else's cookie (nginx passes it on) must not
+/// cost the user the request: the HTTP layer blanks it and the session
+/// cookie still counts.
+#[test]
+fn a_control_byte_in_another_cookie_does_not_hide_the_session() {
+    let s = Stack::start();
+    let token = s.token("user_ctl");
+    // (A NUL byte nginx refuses itself, with a 400.)
+    for bad in ["x=\u{1}", "x=a\u{7f}b", "x=\u{1b}[31m"] {
+        let cookie = format!("Cookie: {bad}; __session={token}");
+        let r = s.get("/dashboard", &[&cookie, API_ACCEPT]);
+        let echo = s.app_saw(&r);
+        assert_eq!(echo.header("X-User-Id"), Some("user_ctl"), "{bad:?}");
+    }
+}
+
 #[test]
 fn client_sent_identity_headers_never_reach_the_app() {
     let s = Stack::start();

@@ -146,13 +146,20 @@ pub(crate) fn decode<'header, 'buf, 'stream>(
         };
     }
 
-    let mut req = httparse::Request::new(&mut []);
-    // safety: don't hold the reference of req_buf
-    // so we can transfer the mutable reference to Request
-    let buf: &[u8] = unsafe { std::mem::transmute(req_buf.chunk()) };
-    let len = match req.parse_with_uninit_headers(buf, headers) {
-        Ok(httparse::Status::Complete(len)) => len,
-        Ok(httparse::Status::Partial) => {
+    // A control byte in a header value (say, in another site's cookie that
+    // a browser sends along) fails httparse; it becomes a space, once, so
+    // one bad value does not cost the whole request (see PATCHES.md).
+    let headers_again: *mut [MaybeUninit<httparse::Header<'buf>>] = headers;
+    let mut parsed = parse_head(headers, req_buf);
+    if matches!(parsed, Err(httparse::Error::HeaderValue)) && blank_control_bytes(req_buf) {
+        // SAFETY: the first parse failed, so nothing borrows `headers` any
+        // more (its error holds no reference); the borrow checker cannot
+        // see that through the Result's type.
+        parsed = parse_head(unsafe { &mut *headers_again }, req_buf);
+    }
+    let (req, len) = match parsed {
+        Ok((req, httparse::Status::Complete(len))) => (req, len),
+        Ok((_, httparse::Status::Partial)) => {
             *scanned = req_buf.len().max(1);
             return if req_buf.len() > max_bytes {
                 Decoded::Reject(Status::HeadersTooLarge, "request head over the byte limit")
@@ -179,6 +186,40 @@ pub(crate) fn decode<'header, 'buf, 'stream>(
     *scanned = 0;
     io.body_left = framing.content_length;
     Decoded::Request(Request { req, req_buf, io }, framing)
+}
+
+/// One parse of the buffered head.
+fn parse_head<'header, 'buf>(
+    headers: &'header mut [MaybeUninit<httparse::Header<'buf>>],
+    req_buf: &BytesMut,
+) -> Result<(httparse::Request<'header, 'buf>, httparse::Status<usize>), httparse::Error> {
+    let mut req = httparse::Request::new(&mut []);
+    // safety: don't hold the reference of req_buf
+    // so we can transfer the mutable reference to Request
+    let buf: &'buf [u8] = unsafe { std::mem::transmute(req_buf.chunk()) };
+    let status = req.parse_with_uninit_headers(buf, headers)?;
+    Ok((req, status))
+}
+
+/// Replaces the control bytes (other than NUL, HTAB, CR and LF) of a complete
+/// head's header lines with spaces. `false` when the head is not complete
+/// or has none: there is nothing to retry.
+fn blank_control_bytes(req_buf: &mut BytesMut) -> bool {
+    let Some(first_line) = req_buf.iter().position(|&b| b == b'\n') else {
+        return false;
+    };
+    let Some(end) = req_buf.windows(4).position(|w| w == b"\r\n\r\n") else {
+        return false;
+    };
+    let mut changed = false;
+    for b in req_buf[first_line..end].iter_mut() {
+        // NUL stays fatal, as in nginx: no client sends it by mistake.
+        if (*b < 0x20 && !matches!(*b, 0 | b'\t' | b'\r' | b'\n')) || *b == 0x7f {
+            *b = b' ';
+            changed = true;
+        }
+    }
+    changed
 }
 
 /// Whether the bytes after `scanned` may complete a head: they hold an
