@@ -212,7 +212,12 @@ impl Nginx {
         std::fs::create_dir_all(dir.path("jwtgate")).unwrap();
         std::fs::create_dir_all(dir.path("html")).unwrap();
         std::fs::write(dir.path("html/index.html"), "protected page\n").unwrap();
-        for name in ["jwtgate-auth.conf", "jwtgate-protect.conf"] {
+        for name in [
+            "jwtgate-auth.conf",
+            "jwtgate-auth-location.conf",
+            "jwtgate-protect.conf",
+            "jwtgate-identity.conf",
+        ] {
             std::fs::copy(
                 repo_path(&format!("nginx/{name}")),
                 dir.path(&format!("jwtgate/{name}")),
