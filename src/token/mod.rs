@@ -8,6 +8,7 @@
 //! `token-invalid`.
 
 pub mod algorithms;
+pub mod claim_headers;
 pub mod claims;
 pub mod errors;
 pub mod header;
