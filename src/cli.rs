@@ -8,7 +8,7 @@ use std::time::Duration;
 use crate::config::Config;
 use crate::keys::source::load_into;
 use crate::keys::store::KeyStore;
-use crate::verify::Verifier;
+use crate::verify::{Issuer, Verifier};
 
 pub const USAGE: &str = "\
 Usage: jwtgate [-c PATH] [COMMAND]
@@ -163,34 +163,83 @@ pub fn parse_args(args: impl IntoIterator<Item = String>) -> Result<Args, String
     Ok(Args { config, command })
 }
 
-/// Loads the config and its keys once, as `check` and `verify` need them.
-fn load_keys(config: &Config) -> Result<Arc<KeyStore>, String> {
-    let store = Arc::new(KeyStore::new(
-        config.cache_capacity,
-        Duration::from_secs(3600),
-        config.fetch_timeout,
-    ));
-    load_into(&store, &config.key_source)?;
-    Ok(store)
+/// Loads every issuer's keys once, as `check` and `verify` need them.
+fn load_keys(config: &Config) -> Result<Verifier, String> {
+    let several = config.several_issuers();
+    let mut issuers = Vec::with_capacity(config.issuers.len());
+    for issuer in &config.issuers {
+        let store = Arc::new(KeyStore::new(
+            config.cache_capacity,
+            Duration::from_secs(3600),
+            config.fetch_timeout,
+        ));
+        load_into(&store, &issuer.key_source).map_err(|e| {
+            if several {
+                format!("issuer {}: {e}", issuer.name)
+            } else {
+                e
+            }
+        })?;
+        issuers.push(Issuer {
+            name: issuer.name.clone(),
+            keys: store,
+            policy: issuer.policy.clone(),
+            headers: issuer.headers.clone(),
+            clerk_facts: issuer.clerk_facts,
+        });
+    }
+    Verifier::with_issuers(issuers)
 }
 
-/// `jwtgate check`: the summary line on success.
+/// `jwtgate check`: the summary on success (one line; with several
+/// issuers, one more line for each).
 pub fn check(config: &Config) -> Result<String, String> {
-    let store = load_keys(config)?;
-    let validation = &config.policy.validation;
-    Ok(format!(
-        "ok: {} key(s) from {} (kid: {}); listen {}; issuer {}; authorized parties {}",
-        store.len(),
-        config.key_source.describe(),
-        store.kids().join(", "),
-        config.listen,
-        validation.issuer.as_deref().unwrap_or("(any)"),
-        if validation.authorized_parties.is_empty() {
+    let verifier = load_keys(config)?;
+    let list = |items: &[String]| {
+        if items.is_empty() {
             "(any)".to_string()
         } else {
-            validation.authorized_parties.join(", ")
+            items.join(", ")
         }
-    ))
+    };
+    if let [issuer] = verifier.issuers() {
+        let validation = &issuer.policy.validation;
+        return Ok(format!(
+            "ok: {} key(s) from {} (kid: {}); listen {}; issuer {}; authorized parties {}",
+            issuer.keys.len(),
+            config.key_source.describe(),
+            issuer.keys.kids().join(", "),
+            config.listen,
+            validation.issuer.as_deref().unwrap_or("(any)"),
+            list(&validation.authorized_parties),
+        ));
+    }
+    let mut out = format!(
+        "ok: {} issuers, routed by iss; listen {}",
+        verifier.issuers().len(),
+        config.listen
+    );
+    for (issuer, configured) in verifier.issuers().iter().zip(&config.issuers) {
+        let validation = &issuer.policy.validation;
+        let headers: Vec<String> = issuer.headers.names().map(String::from).collect();
+        out.push_str(&format!(
+            "\n  {}: {} key(s) from {} (kid: {}); issuer {}; audience {}; authorized parties \
+             {}; headers {}",
+            issuer.name,
+            issuer.keys.len(),
+            configured.key_source.describe(),
+            issuer.keys.kids().join(", "),
+            validation.issuer.as_deref().unwrap_or("(any)"),
+            list(&validation.audience),
+            list(&validation.authorized_parties),
+            if headers.is_empty() {
+                "(none)".to_string()
+            } else {
+                headers.join(", ")
+            },
+        ));
+    }
+    Ok(out)
 }
 
 /// `jwtgate verify`: `Ok(claims JSON)`, or `Err(reason)` for a bad token.
@@ -206,7 +255,7 @@ pub fn verify(config: &Config, token: &str) -> Result<Result<String, String>, St
     } else {
         bare_token(token).to_string()
     };
-    let verifier = Verifier::new(load_keys(config)?, config.policy.clone());
+    let verifier = load_keys(config)?;
     Ok(match verifier.verify(&token) {
         Ok(verified) => {
             let claims: serde_json::Value =

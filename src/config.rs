@@ -17,6 +17,7 @@
 //! the drain on stop, the start-up wait for keys) resolves into
 //! [`HttpOptions`].
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -29,13 +30,13 @@ use may_minihttp::HttpConfig;
 // re-exported here, where it was first (fuzz targets and tests use it).
 pub use crate::browser::instance::{cookie_suffix, parse_publishable_key};
 use crate::gate::GateOptions;
-use crate::keys::jwk::VerifyingKey;
-use crate::keys::source::{JwksSource, KeySource};
+use crate::keys::source::KeySource;
 use crate::keys::state::KeyState;
 use crate::keys::store::KeyStore;
-use crate::token::algorithms::{Algorithm, AlgorithmSet};
-use crate::token::claims::Validation;
 use crate::verify::Policy;
+
+mod issuers;
+pub use issuers::{check_name, IssuerConfig, IssuerKind, IssuerSettings, MAX_ISSUERS};
 
 /// Clerk's Backend API JWKS, the default when a secret key is set.
 pub const CLERK_JWKS_URL: &str = "https://api.clerk.com/v1/jwks";
@@ -54,6 +55,8 @@ pub struct Settings {
     pub cache: CacheSettings,
     pub browser: BrowserSettings,
     pub http: HttpSettings,
+    /// More issuers (see [`IssuerSettings`]); from the file only.
+    pub issuers: Vec<IssuerSettings>,
 }
 
 /// `[http]`: what one connection may send, how long it may take, how the
@@ -196,6 +199,9 @@ pub struct VerifySettings {
     pub leeway_secs: u64,
     pub allow_pending: bool,
     pub max_token_bytes: usize,
+    /// Claims to response headers for the top-level issuer:
+    /// `{ "X-Email" = "email" }` (see [`crate::token::claim_headers`]).
+    pub headers: BTreeMap<String, OneOrMany>,
 }
 
 /// A string or a list of strings (TOML `"a"` or `["a", "b"]`; in the
@@ -235,6 +241,7 @@ impl Default for Settings {
             cache: CacheSettings::default(),
             browser: BrowserSettings::default(),
             http: HttpSettings::default(),
+            issuers: Vec::new(),
         }
     }
 }
@@ -269,6 +276,7 @@ impl Default for VerifySettings {
             leeway_secs: 5,
             allow_pending: false,
             max_token_bytes: 16 * 1024,
+            headers: BTreeMap::new(),
         }
     }
 }
@@ -279,17 +287,18 @@ pub struct Config {
     pub listen: SocketAddr,
     pub workers: usize,
     pub pin_workers: bool,
+    /// The first issuer's key source.
     pub key_source: KeySource,
     pub cache_capacity: usize,
     pub refresh_every: Duration,
     pub min_refetch: Duration,
     pub fetch_timeout: Duration,
-    /// Where a JWKS source keeps its last good JWKS (`None`: nowhere; always
-    /// `None` for a PEM key).
+    /// Where the first issuer keeps its last good JWKS (`None`: nowhere;
+    /// always `None` for a PEM key).
     pub state: Option<KeyState>,
     /// JWKS keys older than this are not used.
     pub max_stale: Duration,
-    /// What a token must satisfy.
+    /// What a token of the first issuer must satisfy.
     pub policy: Policy,
     /// The token cache, decision reuse and cookie suffix.
     pub gate: GateOptions,
@@ -297,6 +306,10 @@ pub struct Config {
     pub browser: Option<BrowserConfig>,
     /// The HTTP server: limits, stop and start.
     pub http: HttpOptions,
+    /// Every issuer, in order: the top-level `[keys]`/`[verify]` one (when
+    /// it has a key source), then `[[issuers]]`. `key_source`, `state` and
+    /// `policy` above are the first one's.
+    pub issuers: Vec<IssuerConfig>,
 }
 
 impl Config {
@@ -326,7 +339,6 @@ impl Config {
                 k.max_stale_secs, k.refresh_secs
             ));
         }
-        in_range("verify.leeway_secs", v.leeway_secs, 0, 300)?;
         in_range(
             "verify.max_token_bytes",
             v.max_token_bytes as u64,
@@ -336,12 +348,6 @@ impl Config {
         in_range("workers", s.workers as u64, 0, 256)?;
         in_range("cache.tokens", s.cache.tokens as u64, 0, 10_000_000)?;
         in_range("cache.ttl_secs", s.cache.ttl_secs, 1, 3600)?;
-        let frontend_api = match &k.publishable_key {
-            Some(pk) => {
-                Some(parse_publishable_key(pk).map_err(|e| format!("keys.publishable_key: {e}"))?)
-            }
-            None => None,
-        };
         let fetch_timeout = Duration::from_millis(k.fetch_timeout_ms);
         let api_url = k
             .api_url
@@ -350,56 +356,34 @@ impl Config {
         if !url::Url::parse(api_url).is_ok_and(|u| matches!(u.scheme(), "http" | "https")) {
             return Err(format!("keys.api_url: {api_url:?} is not an http(s) URL"));
         }
-        let key_source = resolve_key_source(k, frontend_api.as_deref(), api_url, fetch_timeout)?;
+        let state_dir = k.state_dir.as_deref().filter(|d| !d.as_os_str().is_empty());
+        let shared = issuers::Shared {
+            api_url,
+            fetch_timeout,
+            state_dir,
+            max_token_bytes: v.max_token_bytes,
+            allow_pending: v.allow_pending,
+        };
+        let issuers = issuers::resolve_issuers(&s, &shared)?;
         let browser = resolve_browser(&s, api_url, fetch_timeout)?;
         let http = resolve_http(&s.http)?;
-        let state = match &key_source {
-            KeySource::Jwks(_) => resolve_state_dir(k.state_dir.as_deref())?,
-            KeySource::Pem { .. } => None,
-        };
-        let clerk_mode = clerk_mode(k);
-        if !clerk_mode && v.issuer.is_none() {
-            return Err(
-                "verify.issuer: required with a plain keys.jwks_url (no Clerk secret, \
-                 publishable or PEM key): without it a token from anyone that key server \
-                 signs for would pass"
-                    .into(),
-            );
+        // Checked only when some issuer keeps a JWKS there.
+        if issuers.iter().any(|i| i.state.is_some()) {
+            check_state_dir(state_dir)?;
         }
-        let audience = resolve_audience(v, clerk_mode)?;
-        let issuer = match (&v.issuer, &frontend_api) {
-            (Some(iss), _) if iss.is_empty() => {
-                return Err("verify.issuer: must not be empty".into())
-            }
-            (Some(iss), _) => Some(iss.clone()),
-            (None, Some(host)) => Some(format!("https://{host}")),
-            (None, None) => None,
-        };
-        if v.authorized_parties.iter().any(String::is_empty) {
-            return Err("verify.authorized_parties: entries must not be empty".into());
-        }
+        let first = &issuers[0];
         Ok(Config {
             listen,
             workers: s.workers,
             pin_workers: s.pin_workers,
-            key_source,
+            key_source: first.key_source.clone(),
             cache_capacity: k.cache_capacity,
             refresh_every: Duration::from_secs(k.refresh_secs),
             min_refetch: Duration::from_secs(k.min_refetch_secs),
             fetch_timeout,
-            state,
+            state: first.state.clone(),
             max_stale: Duration::from_secs(k.max_stale_secs),
-            policy: Policy {
-                validation: Validation {
-                    issuer,
-                    authorized_parties: v.authorized_parties.clone(),
-                    audience,
-                    leeway_ms: v.leeway_secs as i64 * 1000,
-                    allow_pending: v.allow_pending,
-                },
-                max_token_bytes: v.max_token_bytes,
-                algorithms: resolve_algorithms(&s)?,
-            },
+            policy: first.policy.clone(),
             gate: GateOptions {
                 cache_tokens: s.cache.tokens,
                 decision_ttl: Duration::from_secs(s.cache.ttl_secs),
@@ -407,7 +391,13 @@ impl Config {
             },
             browser,
             http,
+            issuers,
         })
+    }
+
+    /// More than one issuer: tokens are routed by `iss`.
+    pub fn several_issuers(&self) -> bool {
+        self.issuers.len() > 1
     }
 
     /// An empty key store sized and bounded as configured.
@@ -417,56 +407,14 @@ impl Config {
     }
 }
 
-/// Clerk mode: a secret, PEM or publishable key is set. Otherwise the keys
-/// come from a plain `jwks_url`: another issuer.
-fn clerk_mode(k: &KeySettings) -> bool {
-    k.secret_key.is_some()
-        || k.jwt_key.is_some()
-        || k.jwt_key_file.is_some()
-        || k.publishable_key.is_some()
-}
-
-/// The audiences a token's `aud` must name (empty: not checked). A plain
-/// `jwks_url` needs one, or the explicit `allow_any_audience`: an issuer
-/// such as Google or Auth0 signs tokens for every application it serves.
-fn resolve_audience(v: &VerifySettings, clerk_mode: bool) -> Result<Vec<String>, String> {
-    match (&v.audience, v.allow_any_audience) {
-        (Some(_), true) => {
-            Err("verify.audience and verify.allow_any_audience: set one, not both".into())
-        }
-        (Some(audience), false) => {
-            let list = audience.to_vec();
-            if list.is_empty() {
-                return Err(
-                    "verify.audience: must not be empty (to accept any audience, \
-                            set verify.allow_any_audience = true)"
-                        .into(),
-                );
-            }
-            if list.iter().any(String::is_empty) {
-                return Err("verify.audience: entries must not be empty".into());
-            }
-            Ok(list)
-        }
-        (None, true) => Ok(vec![]),
-        (None, false) if clerk_mode => Ok(vec![]),
-        (None, false) => Err(
-            "verify.audience: required with a plain keys.jwks_url: the aud your tokens carry \
-             (a string or a list), or verify.allow_any_audience = true to accept tokens the \
-             issuer made for any application"
-                .into(),
-        ),
-    }
-}
-
 /// The state directory: `keys.state_dir` (which `$STATE_DIRECTORY`
-/// defaults), an existing directory; `""` or unset: none.
-fn resolve_state_dir(dir: Option<&Path>) -> Result<Option<KeyState>, String> {
-    let Some(dir) = dir.filter(|d| !d.as_os_str().is_empty()) else {
-        return Ok(None);
+/// defaults) must be an existing directory; `""` or unset: none.
+fn check_state_dir(dir: Option<&Path>) -> Result<(), String> {
+    let Some(dir) = dir else {
+        return Ok(());
     };
     match std::fs::metadata(dir) {
-        Ok(meta) if meta.is_dir() => Ok(Some(KeyState::new(dir.to_path_buf()))),
+        Ok(meta) if meta.is_dir() => Ok(()),
         Ok(_) => Err(format!(
             "keys.state_dir: {}: not a directory",
             dir.display()
@@ -558,39 +506,6 @@ fn resolve_browser(
     }))
 }
 
-/// Clerk mode (a secret, PEM or publishable key) accepts what Clerk's SDKs
-/// accept, the RS family; a plain `jwks_url` (another issuer) accepts every
-/// algorithm jwtgate implements, each still bound to its key type.
-fn resolve_algorithms(s: &Settings) -> Result<AlgorithmSet, String> {
-    let default = if clerk_mode(&s.keys) {
-        AlgorithmSet::CLERK
-    } else {
-        AlgorithmSet::ALL
-    };
-    let Some(names) = &s.verify.algorithms else {
-        return Ok(default);
-    };
-    let mut set = AlgorithmSet::EMPTY;
-    for name in names {
-        let alg = Algorithm::from_name(name).ok_or_else(|| {
-            format!(
-                "verify.algorithms: {name:?} is not one of {}",
-                AlgorithmSet::ALL.names().join(", ")
-            )
-        })?;
-        if !default.contains(alg) {
-            return Err(format!(
-                "verify.algorithms: {name} is not allowed in Clerk mode (RS256, RS384, RS512)"
-            ));
-        }
-        set = set.with(alg);
-    }
-    if set == AlgorithmSet::EMPTY {
-        return Err("verify.algorithms: must not be empty".into());
-    }
-    Ok(set)
-}
-
 /// Layers defaults, Clerk variables, the file and `JWTGATE_*` variables.
 pub fn read_settings(path: Option<&Path>) -> Result<Settings, String> {
     let mut builder = config::Config::builder();
@@ -660,6 +575,15 @@ fn jwtgate_variables(
         if is_kubernetes_service_variable(name, &value) {
             log::debug!("ignoring {name}: a Kubernetes Service variable, not configuration");
             continue;
+        }
+        if name
+            .get(8..)
+            .is_some_and(|rest| rest.to_ascii_uppercase().starts_with("ISSUERS"))
+        {
+            return Err(format!(
+                "config: {name}: [[issuers]] entries come from the config file only (the \
+                 environment cannot address an entry of a list)"
+            ));
         }
         map.insert(name.to_string(), value);
     }
@@ -789,65 +713,6 @@ fn in_range(key: &str, value: u64, min: u64, max: u64) -> Result<(), String> {
     }
 }
 
-fn resolve_key_source(
-    k: &KeySettings,
-    frontend_api: Option<&str>,
-    api_url: &str,
-    timeout: Duration,
-) -> Result<KeySource, String> {
-    let pem = match (&k.jwt_key, &k.jwt_key_file) {
-        (Some(_), Some(_)) => {
-            return Err("keys.jwt_key and keys.jwt_key_file: set one, not both".into())
-        }
-        (Some(text), None) => Some((text.clone(), "keys.jwt_key".to_string())),
-        (None, Some(path)) => {
-            let text = read_key_file(path)
-                .map_err(|e| format!("keys.jwt_key_file: {}: {e}", path.display()))?;
-            Some((text, format!("keys.jwt_key_file ({})", path.display())))
-        }
-        (None, None) => None,
-    };
-    if let Some((text, origin)) = pem {
-        let key = VerifyingKey::from_pem(&text).map_err(|e| format!("{origin}: {e}"))?;
-        return Ok(KeySource::Pem { key, origin });
-    }
-    let url = match (&k.jwks_url, &k.secret_key, frontend_api) {
-        (Some(url), _, _) => url.clone(),
-        (None, Some(_), _) => format!("{}/v1/jwks", api_url.trim_end_matches('/')),
-        (None, None, Some(host)) => format!("https://{host}/.well-known/jwks.json"),
-        (None, None, None) => {
-            return Err(
-                "keys: no key source; set keys.jwt_key, keys.jwt_key_file, keys.jwks_url, \
-                 keys.secret_key or keys.publishable_key (or CLERK_JWT_KEY, CLERK_SECRET_KEY, \
-                 CLERK_PUBLISHABLE_KEY)"
-                    .into(),
-            )
-        }
-    };
-    let (url, private) = check_jwks_url(&url)?;
-    if let Some(secret) = &k.secret_key {
-        if secret.is_empty() || secret.chars().any(|c| c.is_control() || c == ' ') {
-            return Err("keys.secret_key: must be a non-empty token without spaces".into());
-        }
-        if !private {
-            return Err(format!(
-                "keys.secret_key: would be sent in clear to keys.jwks_url {url}: the secret \
-                 goes over https only (plain http only to loopback)"
-            ));
-        }
-    } else if !private {
-        log::warn!(
-            "keys.jwks_url {url} is plain http and not on loopback: keys can be tampered \
-             with in transit"
-        );
-    }
-    Ok(KeySource::Jwks(JwksSource {
-        url,
-        secret_key: k.secret_key.clone(),
-        timeout,
-    }))
-}
-
 /// Reads a PEM key file: a regular file of at most 64 KiB, so a path to
 /// /dev/zero or a FIFO cannot exhaust memory or stall a reload.
 fn read_key_file(path: &Path) -> Result<String, String> {
@@ -865,37 +730,11 @@ fn read_key_file(path: &Path) -> Result<String, String> {
     Ok(text)
 }
 
-/// Checks a key URL; gives its parsed form and `true` when nothing on the
-/// network can read or change the exchange (https, or plain http to
-/// loopback).
-fn check_jwks_url(url: &str) -> Result<(String, bool), String> {
-    let parsed = reqwest::Url::parse(url)
-        .map_err(|e| format!("keys.jwks_url: {url:?} is not a URL: {e}"))?;
-    let private = match parsed.scheme() {
-        "https" => true,
-        "http" => {
-            // The URL parser lowercases names and brackets IPv6 addresses.
-            let host = parsed.host_str().unwrap_or_default();
-            let ip = host.trim_start_matches('[').trim_end_matches(']');
-            host == "localhost"
-                || ip
-                    .parse::<std::net::IpAddr>()
-                    .is_ok_and(|ip| ip.is_loopback())
-        }
-        other => {
-            return Err(format!(
-                "keys.jwks_url: scheme {other:?} is not http or https"
-            ))
-        }
-    };
-    // The parsed form: what is fetched, logged and keyed in the state file
-    // (the parser drops edge whitespace and normalises case).
-    Ok((parsed.to_string(), private))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::keys::source::KeySource;
+    use crate::token::algorithms::{Algorithm, AlgorithmSet};
 
     /// A plain `jwks_url` config (another issuer) with its required
     /// issuer and audience.

@@ -1,8 +1,8 @@
 //! Running the daemon: threads, the HTTP server, and what the outside world
 //! asks of it.
 //!
-//! Threads: may's workers serve HTTP; one refresher thread does all key
-//! fetching; with browser sign-in, a small pool exchanges handshake nonces
+//! Threads: may's workers serve HTTP; one refresher thread per issuer does
+//! all key fetching (see [`crate::key_threads`]); with browser sign-in, a small pool exchanges handshake nonces
 //! with Clerk's Backend API; the caller's thread waits for [`Control`] messages. The binary
 //! turns signals into them ([`signals`]): SIGHUP re-reads the config's key
 //! material and hands it to the refresher, which swaps it in only if it
@@ -21,8 +21,7 @@
 
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -36,8 +35,7 @@ use crate::gate;
 use crate::gate::metrics::Metrics;
 use crate::gate::server::AuthServiceFactory;
 use crate::gate::Gate;
-use crate::keys::refresher::{refetch_trigger, Command, KeyStatus, RefreshEvents, Refresher};
-use crate::keys::store::KeyStore;
+use crate::key_threads::KeyThreads;
 use crate::systemd;
 use crate::verify::Verifier;
 
@@ -93,35 +91,20 @@ pub fn run(
         .set_stack_size(STACK_WORDS);
     may::config().set_worker_pin(config.pin_workers);
 
-    let store = Arc::new(config.key_store());
-    let metrics = Arc::new(Metrics::default());
-    let (commands, receiver) = mpsc::channel();
-    store.connect_refresher(refetch_trigger(commands.clone()));
-    let refresher = Refresher::new(
-        store.clone(),
-        config.key_source.clone(),
-        config.refresh_every,
-        receiver,
-        Box::new(DaemonEvents::new(metrics.clone())),
-    )
-    .with_state(config.state.clone());
-    // Keys kept by the last run, before anything is served: a restart
-    // while the key server is down keeps serving.
-    refresher.restore();
-    std::thread::Builder::new()
-        .name("jwtgate-keys".into())
-        .spawn(move || refresher.run())
-        .map_err(|e| format!("cannot start the key thread: {e}"))?;
+    let names: Vec<String> = config.issuers.iter().map(|i| i.name.clone()).collect();
+    let metrics = Arc::new(Metrics::for_issuers(&names));
+    // Keys kept by the last run are restored before anything is served: a
+    // restart while a key server is down keeps serving.
+    let (verifier, keys) = KeyThreads::start(&config, &metrics)?;
 
-    let reload_now = || reload(config_path.as_deref(), &commands, &metrics);
-    if !wait_for_keys(&store, config.http.startup_wait, &controls, reload_now) {
+    let reload_now = || reload(config_path.as_deref(), &keys, &metrics);
+    if !wait_for_keys(&verifier, config.http.startup_wait, &controls, reload_now) {
         systemd::notify_stopping();
-        let _ = commands.send(Command::Shutdown);
+        keys.shutdown();
         return Ok(());
     }
 
     let addr = listener.local_addr().unwrap_or(config.listen);
-    let verifier = Verifier::new(store, config.policy.clone());
     let mut gate = Gate::new(verifier, config.gate.clone(), metrics.clone());
     if let Some(browser) = &config.browser {
         // Its threads are plain OS threads, started before the HTTP
@@ -150,17 +133,17 @@ pub fn run(
         } else {
             ""
         },
-        config.key_source.describe()
+        KeyThreads::describe(&config)
     );
 
     while let Ok(control) = controls.recv() {
         match control {
-            Control::Reload => reload(config_path.as_deref(), &commands, &metrics),
+            Control::Reload => reload(config_path.as_deref(), &keys, &metrics),
             Control::Stop => break,
         }
     }
     stop(&server, config.http.drain);
-    let _ = commands.send(Command::Shutdown);
+    keys.shutdown();
     Ok(())
 }
 
@@ -193,11 +176,11 @@ fn listen(config: &Config) -> Result<(TcpListener, bool), String> {
     }
 }
 
-/// Leaves connections in the listen backlog until the store has usable
+/// Leaves connections in the listen backlog until every issuer has usable
 /// keys, or `bound` has passed (then `/auth` answers 503 until they load),
 /// handling reloads meanwhile. False when told to stop first.
 fn wait_for_keys(
-    store: &KeyStore,
+    verifier: &Verifier,
     bound: Duration,
     controls: &Receiver<Control>,
     mut reload: impl FnMut(),
@@ -205,7 +188,7 @@ fn wait_for_keys(
     let started = Instant::now();
     let deadline = started + bound;
     loop {
-        if store.is_usable() {
+        if verifier.is_usable() {
             log::debug!(
                 "keys usable {} ms after start",
                 started.elapsed().as_millis()
@@ -258,59 +241,12 @@ fn stop(server: &ServerHandle, drain: Duration) {
     }
 }
 
-/// Reports key loads and reloads to the metrics, readiness and reload
-/// outcomes to systemd.
-struct DaemonEvents {
-    metrics: Arc<Metrics>,
-    /// READY=1 was sent for the start.
-    ready: AtomicBool,
-}
-
-impl DaemonEvents {
-    fn new(metrics: Arc<Metrics>) -> DaemonEvents {
-        DaemonEvents {
-            metrics,
-            ready: AtomicBool::new(false),
-        }
-    }
-}
-
-impl RefreshEvents for DaemonEvents {
-    fn loaded(&self, ok: bool, keys: KeyStatus) {
-        self.metrics.record_fetch(ok);
-        self.metrics
-            .record_keys(keys.held, keys.fetched_at.unwrap_or(0));
-    }
-
-    fn restored(&self, keys: KeyStatus) {
-        self.metrics
-            .record_keys(keys.held, keys.fetched_at.unwrap_or(0));
-    }
-
-    fn settled(&self) {
-        // After a reload, `reloaded` has sent READY=1 with its outcome.
-        if !self.ready.swap(true, Ordering::AcqRel) {
-            systemd::notify_ready();
-        }
-    }
-
-    fn reloaded(&self, outcome: Result<KeyStatus, String>) {
-        self.metrics.record_reload(outcome.is_ok());
-        match outcome {
-            Ok(keys) => systemd::notify_reloaded(Ok(&format!("{} key(s) loaded", keys.held))),
-            Err(e) => systemd::notify_reloaded(Err((systemd::EIO, &e))),
-        }
-    }
-}
-
 /// Reload: re-read the key material; on error keep everything as it is.
-fn reload(path: Option<&Path>, commands: &Sender<Command>, metrics: &Metrics) {
+fn reload(path: Option<&Path>, keys: &KeyThreads, metrics: &Metrics) {
     systemd::notify_reloading();
     log::info!("SIGHUP: reloading key material");
     match Config::load(path) {
-        Ok(config) => {
-            let _ = commands.send(Command::Reload(Box::new(config.key_source)));
-        }
+        Ok(config) => keys.reload(config),
         Err(e) => {
             log::error!("reload failed: {e}; keeping the current keys");
             metrics.record_reload(false);

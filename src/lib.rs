@@ -27,6 +27,8 @@
 //!   key; resolved into the values the layers above take.
 //! - [`daemon`]: threads, the HTTP server's life (listen, wait for keys,
 //!   drain), reload and stop ([`Control`]).
+//! - [`key_threads`]: one key store and refresher thread per issuer, and
+//!   the verifier that routes tokens between them.
 //! - [`systemd`]: `Type=notify` readiness and reload outcomes, socket
 //!   activation.
 //! - [`cli`], [`demo`]: the command line, `check`, `verify`, `demo`.
@@ -43,6 +45,7 @@ pub mod config;
 pub mod daemon;
 pub mod demo;
 pub mod gate;
+pub mod key_threads;
 pub mod keys;
 pub mod rules;
 mod sync;

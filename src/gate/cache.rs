@@ -109,6 +109,7 @@ mod tests {
     fn entry(expires_ms: i64, generation: u64) -> Entry {
         Entry {
             grant: Arc::new(Grant {
+                issuer: 0,
                 facts: crate::rules::Facts::broken(),
                 identity: Default::default(),
                 headers: "X-User-Id: user_1\r\nX-Session-Id: s".into(),

@@ -46,6 +46,9 @@ const IDENTITY_HEADERS: [&str; 7] = [
 /// An allowed identity, shared by every cache hit of its token.
 #[derive(Debug)]
 pub struct Grant {
+    /// The issuer that vouched for the token (an index into
+    /// [`crate::verify::Verifier::issuers`]).
+    pub issuer: usize,
     pub identity: Identity,
     /// What per-location rules read from the token (Clerk's `has()`).
     pub facts: Facts,
@@ -362,6 +365,7 @@ mod tests {
     #[test]
     fn an_allow_with_cookies_is_never_cached_and_a_browser_401_names_clerks_reason() {
         let grant = Arc::new(Grant {
+            issuer: 0,
             facts: crate::rules::Facts::broken(),
             identity: Default::default(),
             headers: "X-User-Id: u\r\nX-Accel-Expires: @1700000059".into(),

@@ -4,6 +4,13 @@
 //! allocates or locks until a scrape renders the text. A scrape also shows
 //! `jwtgate_build_info` and the standard `process_*` metrics, read from
 //! `/proc/self` (Linux; left out where it cannot be read).
+//!
+//! With several issuers ([`Metrics::for_issuers`]) the key families
+//! (fetches, keys loaded, their fetch time and age) have one sample per
+//! issuer, labelled `issuer="<name>"`, and `jwtgate_issuer_tokens_total`
+//! counts each issuer's tokens, valid and refused. The names come from the
+//! config (at most 16, each checked), so the labels are bounded. With one
+//! issuer there is no label, as before.
 
 use std::fmt::Write;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
@@ -24,7 +31,6 @@ const LATENCY_BUCKETS: [f64; 12] = [
 ];
 
 /// All counters of one daemon.
-#[derive(Default)]
 pub struct Metrics {
     allowed: AtomicU64,
     denied: [AtomicU64; TokenError::ALL.len()],
@@ -32,13 +38,12 @@ pub struct Metrics {
     signed_out: [AtomicU64; ClerkReason::OWN.len()],
     handshakes: [AtomicU64; ClerkReason::OWN.len()],
     exchanges: [AtomicU64; ExchangeError::LABELS.len()],
-    fetch_ok: AtomicU64,
-    fetch_error: AtomicU64,
     reload_ok: AtomicU64,
     reload_error: AtomicU64,
-    /// When the keys in use were fetched (0: no keys).
-    keys_fetched_unix: AtomicU64,
-    keys_loaded: AtomicU64,
+    /// One per issuer (at least one).
+    issuers: Vec<IssuerStats>,
+    /// The issuers' names, for the `issuer` label; empty with one issuer.
+    names: Vec<String>,
     connections: AtomicU64,
     redirects: [AtomicU64; 3],
     anonymous: AtomicU64,
@@ -50,6 +55,26 @@ pub struct Metrics {
     latency_count: AtomicU64,
     latency_sum_ns: AtomicU64,
     started: StartTime,
+}
+
+/// The counters of one issuer.
+#[derive(Default)]
+struct IssuerStats {
+    fetch_ok: AtomicU64,
+    fetch_error: AtomicU64,
+    /// When the keys in use were fetched (0: no keys).
+    keys_fetched_unix: AtomicU64,
+    keys_loaded: AtomicU64,
+    /// Tokens routed here: valid (cache hits too), refused.
+    valid: AtomicU64,
+    refused: AtomicU64,
+}
+
+impl Default for Metrics {
+    /// The metrics of a daemon with one issuer.
+    fn default() -> Self {
+        Metrics::for_issuers(&[])
+    }
 }
 
 /// When the metrics were made, i.e. when the daemon started (the unit's
@@ -65,6 +90,38 @@ impl Default for StartTime {
 }
 
 impl Metrics {
+    /// The metrics of a daemon with these issuers (by name, in the
+    /// verifier's order); with one or none, no `issuer` label.
+    pub fn for_issuers(names: &[String]) -> Metrics {
+        let count = names.len().max(1);
+        Metrics {
+            allowed: AtomicU64::default(),
+            denied: Default::default(),
+            signed_out: Default::default(),
+            handshakes: Default::default(),
+            exchanges: Default::default(),
+            reload_ok: AtomicU64::default(),
+            reload_error: AtomicU64::default(),
+            issuers: (0..count).map(|_| IssuerStats::default()).collect(),
+            names: if names.len() > 1 {
+                names.to_vec()
+            } else {
+                Vec::new()
+            },
+            connections: AtomicU64::default(),
+            redirects: Default::default(),
+            anonymous: AtomicU64::default(),
+            forbidden: Default::default(),
+            misconfigured: AtomicU64::default(),
+            cache_hits: AtomicU64::default(),
+            cache_misses: AtomicU64::default(),
+            latency_buckets: Default::default(),
+            latency_count: AtomicU64::default(),
+            latency_sum_ns: AtomicU64::default(),
+            started: StartTime::default(),
+        }
+    }
+
     /// Counts one decision (and, for an allow, its cache result).
     pub fn record_decision(&self, decision: &Decision, elapsed: Duration) {
         match decision {
@@ -126,12 +183,20 @@ impl Metrics {
         }
     }
 
-    /// Counts one key fetch.
+    /// Counts one key fetch (of the first issuer).
     pub fn record_fetch(&self, ok: bool) {
-        if ok {
-            self.fetch_ok.fetch_add(1, Relaxed);
-        } else {
-            self.fetch_error.fetch_add(1, Relaxed);
+        self.record_issuer_fetch(0, ok);
+    }
+
+    /// Counts one key fetch of issuer `issuer`.
+    pub fn record_issuer_fetch(&self, issuer: usize, ok: bool) {
+        if let Some(stats) = self.issuers.get(issuer) {
+            let counter = if ok {
+                &stats.fetch_ok
+            } else {
+                &stats.fetch_error
+            };
+            counter.fetch_add(1, Relaxed);
         }
     }
 
@@ -145,12 +210,28 @@ impl Metrics {
         }
     }
 
-    /// The keys in use: how many, and the Unix time of the fetch that
-    /// produced them (for keys restored from the state directory, of the
-    /// fetch that saved them; 0: none).
+    /// The keys in use (of the first issuer): how many, and the Unix time
+    /// of the fetch that produced them (for keys restored from the state
+    /// directory, of the fetch that saved them; 0: none).
     pub fn record_keys(&self, keys_loaded: usize, fetched_at_unix: u64) {
-        self.keys_loaded.store(keys_loaded as u64, Relaxed);
-        self.keys_fetched_unix.store(fetched_at_unix, Relaxed);
+        self.record_issuer_keys(0, keys_loaded, fetched_at_unix);
+    }
+
+    /// [`Metrics::record_keys`] for issuer `issuer`.
+    pub fn record_issuer_keys(&self, issuer: usize, keys_loaded: usize, fetched_at_unix: u64) {
+        if let Some(stats) = self.issuers.get(issuer) {
+            stats.keys_loaded.store(keys_loaded as u64, Relaxed);
+            stats.keys_fetched_unix.store(fetched_at_unix, Relaxed);
+        }
+    }
+
+    /// A token routed to issuer `issuer` was found valid (verified, or a
+    /// cache hit) or refused.
+    pub fn record_token(&self, issuer: usize, valid: bool) {
+        if let Some(stats) = self.issuers.get(issuer) {
+            let counter = if valid { &stats.valid } else { &stats.refused };
+            counter.fetch_add(1, Relaxed);
+        }
     }
 
     /// A granted request: answered from the token cache, or verified.
@@ -252,16 +333,18 @@ impl Metrics {
             help,
             &misconfigured,
         )?;
-        let fetches = [
-            ("outcome=\"ok\"", self.fetch_ok.load(Relaxed)),
-            ("outcome=\"error\"", self.fetch_error.load(Relaxed)),
-        ];
+        let fetches = self.per_issuer(|i| {
+            vec![
+                ("outcome=\"ok\"", i.fetch_ok.load(Relaxed)),
+                ("outcome=\"error\"", i.fetch_error.load(Relaxed)),
+            ]
+        });
         family(
             out,
             "jwtgate_key_fetches_total",
             "counter",
             "JWKS fetches by outcome.",
-            &fetches,
+            &as_samples(&fetches),
         )?;
         let reloads = [
             ("outcome=\"ok\"", self.reload_ok.load(Relaxed)),
@@ -275,15 +358,15 @@ impl Metrics {
         ];
         let help = "Granted requests by token-cache result.";
         family(out, "jwtgate_token_cache_total", "counter", help, &cache)?;
-        let keys = [("", self.keys_loaded.load(Relaxed))];
+        let keys = self.per_issuer(|i| vec![("", i.keys_loaded.load(Relaxed))]);
         family(
             out,
             "jwtgate_keys_loaded",
             "gauge",
             "Verification keys held.",
-            &keys,
+            &as_samples(&keys),
         )?;
-        let fetched_at = self.keys_fetched_unix.load(Relaxed);
+        let fetched_at = self.per_issuer(|i| vec![("", i.keys_fetched_unix.load(Relaxed))]);
         let help = "Unix time of the fetch that produced the keys in use (restored keys: \
                     of the fetch that saved them; 0: no keys).";
         family(
@@ -291,19 +374,34 @@ impl Metrics {
             "jwtgate_last_good_key_fetch_timestamp_seconds",
             "gauge",
             help,
-            &[("", fetched_at)],
+            &as_samples(&fetched_at),
         )?;
         // No sample while no key is held.
         let help = "Age of the keys in use: seconds since the fetch that produced them.";
-        let age: &[(&str, u64)] = if fetched_at == 0 {
-            &[]
-        } else {
-            &[(
-                "",
-                crate::keys::store::unix_now().saturating_sub(fetched_at),
-            )]
-        };
-        family(out, "jwtgate_key_age_seconds", "gauge", help, age)?;
+        let now = crate::keys::store::unix_now();
+        let age: Vec<(String, u64)> = fetched_at
+            .into_iter()
+            .filter(|(_, at)| *at != 0)
+            .map(|(labels, at)| (labels, now.saturating_sub(at)))
+            .collect();
+        family(
+            out,
+            "jwtgate_key_age_seconds",
+            "gauge",
+            help,
+            &as_samples(&age),
+        )?;
+        if !self.names.is_empty() {
+            let tokens = self.per_issuer(|i| {
+                vec![
+                    ("result=\"valid\"", i.valid.load(Relaxed)),
+                    ("result=\"refused\"", i.refused.load(Relaxed)),
+                ]
+            });
+            let help = "Tokens routed to each issuer (by their iss), valid or refused.";
+            let name = "jwtgate_issuer_tokens_total";
+            family(out, name, "counter", help, &as_samples(&tokens))?;
+        }
         let connections = [("", self.connections())];
         let help = "TCP connections accepted.";
         family(
@@ -382,6 +480,26 @@ impl Metrics {
         Ok(())
     }
 
+    /// Samples of every issuer: `sample` gives (labels, value) pairs for
+    /// one, to which the `issuer` label is added when there are several.
+    fn per_issuer(
+        &self,
+        sample: impl Fn(&IssuerStats) -> Vec<(&'static str, u64)>,
+    ) -> Vec<(String, u64)> {
+        let mut out = Vec::new();
+        for (n, stats) in self.issuers.iter().enumerate() {
+            for (labels, value) in sample(stats) {
+                let labels = match self.names.get(n) {
+                    None => labels.to_string(),
+                    Some(name) if labels.is_empty() => format!("issuer=\"{}\"", label(name)),
+                    Some(name) => format!("issuer=\"{}\",{labels}", label(name)),
+                };
+                out.push((labels, value));
+            }
+        }
+        out
+    }
+
     fn render_latency(&self, out: &mut impl Write) -> std::fmt::Result {
         let name = "jwtgate_auth_duration_seconds";
         writeln!(out, "# HELP {name} Time to decide one /auth request.")?;
@@ -457,6 +575,19 @@ fn max_fds() -> Option<f64> {
     soft.parse::<u64>().ok().map(|n| n as f64)
 }
 
+/// A label value, escaped as the text format wants (names are checked at
+/// load, so this is a last guard).
+fn label(value: &str) -> String {
+    value
+        .replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
+fn as_samples(samples: &[(String, u64)]) -> Vec<(&str, u64)> {
+    samples.iter().map(|(l, v)| (l.as_str(), *v)).collect()
+}
+
 /// One metric family: HELP, TYPE, then a sample per label set.
 fn family(
     out: &mut impl Write,
@@ -485,6 +616,7 @@ mod tests {
     fn renders_counts_and_a_cumulative_histogram() {
         let m = Metrics::default();
         let grant = std::sync::Arc::new(crate::gate::Grant {
+            issuer: 0,
             facts: crate::rules::Facts::broken(),
             identity: Default::default(),
             headers: "".into(),

@@ -84,25 +84,27 @@ impl Gate {
         self.cache.is_some()
     }
 
-    /// Ready while keys are held that are not too old to use.
+    /// Ready while every issuer holds keys that are not too old to use.
     pub fn is_ready(&self) -> bool {
-        self.verifier.keys().is_usable()
+        self.verifier.is_usable()
     }
 
     /// `/readyz`: whether ready, and a body that says how many keys are
-    /// held and how old they are (`now_unix`: the time in Unix seconds).
+    /// held and how old they are (`now_unix`: the time in Unix seconds);
+    /// with several issuers, one line each, named, and ready only when
+    /// every issuer is.
     pub fn readiness(&self, now_unix: u64) -> (bool, String) {
-        let keys = self.verifier.keys();
-        let ready = keys.is_usable();
-        let Some(fetched_at) = keys.fetched_at() else {
-            return (false, "no keys loaded\n".into());
-        };
-        let age = now_unix.saturating_sub(fetched_at);
-        let bound = keys
-            .max_stale()
-            .map_or(String::new(), |m| format!(" (at most {})", m.as_secs()));
-        let state = if ready { "ready" } else { "keys too old" };
-        let body = format!("{state}: {} key(s), {age} s old{bound}\n", keys.len());
+        let issuers = self.verifier.issuers();
+        if let [only] = issuers {
+            return key_readiness(&only.keys, now_unix);
+        }
+        let mut ready = true;
+        let mut body = String::new();
+        for issuer in issuers {
+            let (one, line) = key_readiness(&issuer.keys, now_unix);
+            ready &= one;
+            let _ = write!(body, "{}: {line}", issuer.name);
+        }
         (ready, body)
     }
 
@@ -160,7 +162,7 @@ impl Gate {
             },
         };
         if log::log_enabled!(log::Level::Debug) {
-            log_decision(&original(), &decision, carrier, trace);
+            log_decision(&original(), &decision, carrier, trace, &self.verifier);
         }
         self.metrics.record_decision(&decision, started.elapsed());
         decision
@@ -174,8 +176,9 @@ impl Gate {
             return Ok((self.grant(token, now_ms)?, Source::Verified));
         };
         let key = cache.key(token);
-        let generation = self.verifier.keys().generation();
+        let generation = self.verifier.generation();
         if let Some(grant) = cache.get(key, now_ms, generation, |e| e.grant.clone()) {
+            self.metrics.record_token(grant.issuer, true);
             return Ok((grant, Source::Cache));
         }
         let grant = self.grant(token, now_ms)?;
@@ -192,7 +195,16 @@ impl Gate {
     /// because it keeps an `X-Accel-Expires: @T` entry through the whole
     /// second T.
     fn grant(&self, token: &str, now_ms: i64) -> Result<Arc<Grant>, TokenError> {
-        let verified = self.verifier.verify_at(token, now_ms)?;
+        let verified = match self.verifier.verify_routed_at(token, now_ms) {
+            Ok(verified) => verified,
+            Err(refused) => {
+                if let Some(issuer) = refused.issuer {
+                    self.metrics.record_token(issuer, false);
+                }
+                return Err(refused.error);
+            }
+        };
+        self.metrics.record_token(verified.issuer, true);
         let exp_secs = verified
             .claims
             .expiry_secs()
@@ -207,13 +219,35 @@ impl Gate {
             "\r\nX-Accel-Expires: @{}",
             reuse_until_ms.div_euclid(1000) - 1
         );
+        let issuer = &self.verifier.issuers()[verified.issuer];
+        let facts = if issuer.clerk_facts {
+            Facts::from_claims(&verified.claims)
+        } else {
+            Facts::default()
+        };
         Ok(Arc::new(Grant {
-            facts: Facts::from_claims(&verified.claims),
+            issuer: verified.issuer,
+            facts: facts.with_issuer(&issuer.name),
             identity: verified.identity,
             headers: headers.into_boxed_str(),
             reuse_until_ms,
         }))
     }
+}
+
+/// One issuer's line of `/readyz`.
+fn key_readiness(keys: &crate::keys::store::KeyStore, now_unix: u64) -> (bool, String) {
+    let ready = keys.is_usable();
+    let Some(fetched_at) = keys.fetched_at() else {
+        return (false, "no keys loaded\n".into());
+    };
+    let age = now_unix.saturating_sub(fetched_at);
+    let bound = keys
+        .max_stale()
+        .map_or(String::new(), |m| format!(" (at most {})", m.as_secs()));
+    let state = if ready { "ready" } else { "keys too old" };
+    let body = format!("{state}: {} key(s), {age} s old{bound}\n", keys.len());
+    (ready, body)
 }
 
 /// How a proxy asked: the route's style, and the auth request's own method
@@ -299,6 +333,7 @@ fn log_decision(
     decision: &Decision,
     carrier: Option<Carrier>,
     trace: Trace,
+    verifier: &Verifier,
 ) {
     let escaped = |v: Option<&str>| v.map_or(String::from("-"), |v| v.escape_debug().to_string());
     let (method, uri) = (escaped(original.method), escaped(original.uri));
@@ -312,9 +347,13 @@ fn log_decision(
             source,
             set_cookies,
         } => log::debug!(
-            "allow sub={} sid={} carrier={carrier} cached={} cookies={}{exchange} method={method} uri={uri}",
+            "allow sub={} sid={}{} carrier={carrier} cached={} cookies={}{exchange} method={method} uri={uri}",
             grant.identity.user_id,
             grant.identity.session_id.as_deref().unwrap_or("-"),
+            match verifier.issuers() {
+                [_] => String::new(),
+                all => format!(" issuer={}", all[grant.issuer].name),
+            },
             *source == Source::Cache,
             set_cookies.len(),
         ),

@@ -5,10 +5,13 @@
 //! - [`jwk`]: JWK and PEM keys as OpenSSL keys; `verify_signature`.
 //! - [`store`]: the keys in memory by kid, their age, and the unknown-kid
 //!   refetch bound.
-//! - [`source`]: key sources (PEM, JWKS URL) and the JWKS fetch.
+//! - [`source`]: key sources (PEM, JWKS URL, OpenID Connect issuer) and
+//!   the JWKS fetch.
+//! - [`discovery`]: OpenID Connect discovery: an issuer's `jwks_uri`.
 //! - [`state`]: the last good JWKS on disk, for restarts during an outage.
 //! - [`refresher`]: the background thread: refresh, refetch, reload.
 
+pub mod discovery;
 pub mod jwk;
 pub mod refresher;
 pub mod source;

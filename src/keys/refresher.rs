@@ -19,12 +19,18 @@
 //!
 //! With a state directory, every good JWKS fetch is written there, and
 //! [`Refresher::restore`] reads it back at start.
+//!
+//! With several issuers each has its own store and refresher thread (see
+//! `crate::issuers`); [`Refresher::with_name`] puts the issuer's name in
+//! the log lines. An OpenID Connect source rediscovers its `jwks_uri` on
+//! every load but an unknown-kid refetch (see [`crate::keys::discovery`]).
 
 use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::keys::source::{fetch_jwks, http_client, FetchError, KeySource};
+use crate::keys::discovery::fetch_oidc;
+use crate::keys::source::{fetch_jwks, http_client, FetchError, JwksSource, KeySource};
 use crate::keys::state::KeyState;
 use crate::keys::store::{unix_now, Installed, KeyStore, RefetchTrigger};
 
@@ -114,6 +120,11 @@ pub struct Refresher {
     state: Option<KeyState>,
     /// The HTTP client and the timeout it was built with.
     client: Option<(Duration, reqwest::blocking::Client)>,
+    /// `"issuer <name>: "` before each log line; empty with one issuer.
+    label: String,
+    /// An OpenID Connect source's last discovery: its document URL and the
+    /// JWKS it named (reused by unknown-kid refetches).
+    discovered: Option<(String, JwksSource)>,
 }
 
 impl Refresher {
@@ -132,7 +143,15 @@ impl Refresher {
             events,
             state: None,
             client: None,
+            label: String::new(),
+            discovered: None,
         }
+    }
+
+    /// Names the issuer in every log line (with several issuers).
+    pub fn with_name(mut self, name: &str) -> Refresher {
+        self.label = format!("issuer {name}: ");
+        self
     }
 
     /// Keeps every good JWKS in `state` (`None`: keys do not survive a
@@ -147,36 +166,37 @@ impl Refresher {
     /// start-up, before any request is served. Returns whether keys were
     /// restored.
     pub fn restore(&self) -> bool {
-        let KeySource::Jwks(jwks) = &self.source else {
+        let Some(url) = self.source.state_url() else {
             return false;
         };
+        let label = &self.label;
         let Some(state) = &self.state else {
             log::info!(
-                "keys are not kept across restarts: neither keys.state_dir nor \
+                "{label}keys are not kept across restarts: neither keys.state_dir nor \
                  $STATE_DIRECTORY is set"
             );
             return false;
         };
-        let restored = match state.load(&jwks.url) {
+        let restored = match state.load(url) {
             Ok(Some(restored)) => restored,
             Ok(None) => {
-                log::info!("no saved keys in {} yet", state.dir().display());
+                log::info!("{label}no saved keys in {} yet", state.path().display());
                 return false;
             }
             Err(e) => {
-                log::warn!("not using the saved keys: {e}");
+                log::warn!("{label}not using the saved keys: {e}");
                 return false;
             }
         };
         let path = state.path();
         for refused in &restored.refused {
-            log::warn!("refused {refused} from {}", path.display());
+            log::warn!("{label}refused {refused} from {}", path.display());
         }
         let age = unix_now().saturating_sub(restored.fetched_at);
         if let Some(max) = self.store.max_stale() {
             if age >= max.as_secs() {
                 log::error!(
-                    "the saved keys in {} are {age} s old, over keys.max_stale_secs \
+                    "{label}the saved keys in {} are {age} s old, over keys.max_stale_secs \
                      ({} s): not used",
                     path.display(),
                     max.as_secs()
@@ -188,9 +208,8 @@ impl Refresher {
             .store
             .install_jwks_fetched_at(restored.keys, restored.fetched_at);
         log::info!(
-            "restored {} key(s) of {} fetched {age} s ago, from {}",
+            "{label}restored {} key(s) of {url} fetched {age} s ago, from {}",
             installed.held,
-            jwks.url,
             path.display()
         );
         self.events.restored(self.status());
@@ -262,7 +281,8 @@ impl Refresher {
         let until = Instant::now() + delay;
         self.store.hold_off_until(until);
         log::warn!(
-            "the key server asked for fewer requests: next fetch in {} s",
+            "{}the key server asked for fewer requests: next fetch in {} s",
+            self.label,
             delay.as_secs()
         );
         until
@@ -272,9 +292,10 @@ impl Refresher {
     fn retire_stale_keys(&self) {
         if let Some(age) = self.store.expire_if_stale() {
             log::error!(
-                "keys are {age} s old, over keys.max_stale_secs ({} s), and none newer \
+                "{}keys are {age} s old, over keys.max_stale_secs ({} s), and none newer \
                  could be fetched from {}: they are no longer used, and /auth answers 503 \
                  until a fetch succeeds",
+                self.label,
                 self.store.max_stale().unwrap_or_default().as_secs(),
                 self.source.describe()
             );
@@ -285,17 +306,19 @@ impl Refresher {
     fn next_refresh(&self) -> Duration {
         match self.source {
             KeySource::Pem { .. } => Duration::from_secs(365 * 24 * 3600),
-            KeySource::Jwks(_) => self.refresh_every,
+            KeySource::Jwks(_) | KeySource::Oidc(_) => self.refresh_every,
         }
     }
 
     /// One load of the current source. On failure the old keys stay.
     fn refresh(&mut self, reason: &str) -> Result<(), FetchError> {
         let source = self.source.clone();
-        match self.load(&source) {
+        let rediscover = reason != "unknown kid";
+        match self.load(&source, rediscover) {
             Ok(installed) => {
                 log::info!(
-                    "loaded {} key(s) from {} ({reason}{})",
+                    "{}loaded {} key(s) from {} ({reason}{})",
+                    self.label,
                     installed.held,
                     source.describe(),
                     if installed.changed { "" } else { "; unchanged" }
@@ -304,7 +327,8 @@ impl Refresher {
             }
             Err(e) => {
                 log::error!(
-                    "key load failed ({reason}): {e}; keeping {} old key(s)",
+                    "{}key load failed ({reason}): {e}; keeping {} old key(s)",
+                    self.label,
                     self.store.len()
                 );
                 Err(e)
@@ -314,10 +338,11 @@ impl Refresher {
 
     /// SIGHUP: load the new source; adopt it only if it loads.
     fn reload(&mut self, source: KeySource) -> Result<(), FetchError> {
-        let result = match self.load(&source) {
+        let result = match self.load(&source, true) {
             Ok(installed) => {
                 log::info!(
-                    "reload: loaded {} key(s) from {}{}",
+                    "{}reload: loaded {} key(s) from {}{}",
+                    self.label,
                     installed.held,
                     source.describe(),
                     if installed.changed {
@@ -331,7 +356,8 @@ impl Refresher {
             }
             Err(e) => {
                 log::error!(
-                    "reload failed: {e}; keeping {} old key(s) from {}",
+                    "{}reload failed: {e}; keeping {} old key(s) from {}",
+                    self.label,
                     self.store.len(),
                     self.source.describe()
                 );
@@ -349,8 +375,9 @@ impl Refresher {
 
     /// Loads `source` into the store, telling the store (for the refetch
     /// bound and its waiters) and the events hook; keeps a good JWKS in the
-    /// state directory.
-    fn load(&mut self, source: &KeySource) -> Result<Installed, FetchError> {
+    /// state directory. An OpenID Connect source rediscovers its JWKS when
+    /// `rediscover` (or when it has none yet).
+    fn load(&mut self, source: &KeySource, rediscover: bool) -> Result<Installed, FetchError> {
         self.store.fetch_started();
         let result = match source {
             KeySource::Pem { key, .. } => Ok((self.store.install_pem(key.clone()), None)),
@@ -362,16 +389,39 @@ impl Refresher {
                 fetched.map(|fetched| {
                     let fetched_at = unix_now();
                     let installed = self.store.install_jwks_fetched_at(fetched.keys, fetched_at);
-                    (installed, Some((jwks, fetched.body, fetched_at)))
+                    (
+                        installed,
+                        Some((jwks.url.clone(), fetched.body, fetched_at)),
+                    )
+                })
+            }
+            KeySource::Oidc(oidc) => {
+                // Taken: a failed fetch forgets it, so the next one rediscovers.
+                let known = self
+                    .discovered
+                    .take()
+                    .filter(|(url, _)| !rediscover && *url == oidc.discovery_url)
+                    .map(|(_, jwks)| jwks);
+                let fetched = match self.client(oidc.timeout) {
+                    Ok(client) => fetch_oidc(client, oidc, known),
+                    Err(e) => Err(e),
+                };
+                fetched.map(|(jwks, fetched)| {
+                    log::debug!("{}{} names {}", self.label, oidc.discovery_url, jwks.url);
+                    self.discovered = Some((oidc.discovery_url.clone(), jwks));
+                    let fetched_at = unix_now();
+                    let installed = self.store.install_jwks_fetched_at(fetched.keys, fetched_at);
+                    let url = oidc.discovery_url.clone();
+                    (installed, Some((url, fetched.body, fetched_at)))
                 })
             }
         };
         self.store.fetch_finished();
         self.events.loaded(result.is_ok(), self.status());
         let (installed, saved) = result?;
-        if let (Some(state), Some((jwks, body, fetched_at))) = (&self.state, saved) {
-            if let Err(e) = state.save(&jwks.url, &body, fetched_at) {
-                log::warn!("cannot keep the keys for a restart: {e}");
+        if let (Some(state), Some((url, body, fetched_at))) = (&self.state, saved) {
+            if let Err(e) = state.save(&url, &body, fetched_at) {
+                log::warn!("{}cannot keep the keys for a restart: {e}", self.label);
             }
         }
         Ok(installed)

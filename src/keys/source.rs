@@ -1,4 +1,6 @@
-//! Where keys come from: a PEM key, or a JWKS fetched over HTTP(S).
+//! Where keys come from: a PEM key, a JWKS fetched over HTTP(S), or an
+//! OpenID Connect issuer's JWKS found through its discovery document
+//! ([`crate::keys::discovery`]).
 //!
 //! The fetch is blocking I/O; only the refresher thread calls it (and the
 //! one-shot `check`/`verify` commands), never a request.
@@ -6,6 +8,7 @@
 use std::io::Read;
 use std::time::{Duration, Instant, SystemTime};
 
+use crate::keys::discovery::{fetch_oidc, OidcSource};
 use crate::keys::jwk::{parse_jwks, VerifyingKey};
 use crate::keys::store::KeyStore;
 
@@ -19,6 +22,8 @@ pub enum KeySource {
     Pem { key: VerifyingKey, origin: String },
     /// A JWKS document fetched over HTTP(S).
     Jwks(JwksSource),
+    /// An OpenID Connect issuer: its discovery document names the JWKS.
+    Oidc(OidcSource),
 }
 
 impl std::fmt::Debug for KeySource {
@@ -41,6 +46,18 @@ impl KeySource {
                     ""
                 }
             ),
+            KeySource::Oidc(o) => format!("OpenID Connect discovery {}", o.discovery_url),
+        }
+    }
+
+    /// The URL a saved JWKS is kept for (see [`crate::keys::state`]): the
+    /// JWKS URL, or an OpenID Connect issuer's discovery document URL;
+    /// `None` for a PEM key, which is not saved.
+    pub fn state_url(&self) -> Option<&str> {
+        match self {
+            KeySource::Pem { .. } => None,
+            KeySource::Jwks(j) => Some(&j.url),
+            KeySource::Oidc(o) => Some(&o.discovery_url),
         }
     }
 }
@@ -116,33 +133,23 @@ pub fn fetch_jwks(
     client: &reqwest::blocking::Client,
     source: &JwksSource,
 ) -> Result<Fetched, FetchError> {
-    let deadline = Instant::now() + source.timeout;
-    let mut request = client.get(&source.url).timeout(source.timeout);
-    if let Some(secret) = &source.secret_key {
-        request = request.bearer_auth(secret);
-    }
-    let response = request
-        .send()
-        .map_err(|e| FetchError::new(format!("fetching {}: {}", source.url, error_chain(&e))))?;
-    let status = response.status();
-    if !status.is_success() {
-        let retry_after = response
-            .headers()
-            .get(reqwest::header::RETRY_AFTER)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| parse_retry_after(v, SystemTime::now()));
-        let throttled = status.as_u16() == 429 || retry_after.is_some();
-        let told = retry_after.map_or(String::new(), |d| {
-            format!(" (Retry-After: {} s)", d.as_secs())
-        });
-        return Err(FetchError {
-            message: format!("fetching {}: HTTP {}{told}", source.url, status.as_u16()),
-            throttled,
-            retry_after,
-        });
-    }
-    let body = read_body(response, deadline)
-        .map_err(|e| FetchError::new(format!("reading {}: {e}", source.url)))?;
+    fetch_jwks_by(client, source, Instant::now() + source.timeout)
+}
+
+/// [`fetch_jwks`] within a deadline of the caller's (an OpenID Connect
+/// load shares one deadline between the discovery and the JWKS).
+pub fn fetch_jwks_by(
+    client: &reqwest::blocking::Client,
+    source: &JwksSource,
+    deadline: Instant,
+) -> Result<Fetched, FetchError> {
+    let body = fetch_document(
+        client,
+        &source.url,
+        source.secret_key.as_deref(),
+        deadline,
+        Document::Jwks,
+    )?;
     let parsed = parse_jwks(&body).map_err(|e| FetchError::new(format!("{}: {e}", source.url)))?;
     for refused in &parsed.refused {
         log::warn!("refused {refused} from {}", source.url);
@@ -159,13 +166,86 @@ pub fn fetch_jwks(
     })
 }
 
-/// Reads a body of at most [`MAX_JWKS_BYTES`], giving up at `deadline`.
-fn read_body(mut body: impl Read, deadline: Instant) -> Result<Vec<u8>, String> {
+/// What a fetch reads, and its size bound.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Document {
+    /// A JWKS: at most [`MAX_JWKS_BYTES`].
+    Jwks,
+    /// An OpenID Connect discovery document: at most
+    /// [`crate::keys::discovery::MAX_DISCOVERY_BYTES`].
+    Discovery,
+}
+
+impl Document {
+    fn name(self) -> &'static str {
+        match self {
+            Document::Jwks => "JWKS",
+            Document::Discovery => "discovery document",
+        }
+    }
+
+    fn max_bytes(self) -> u64 {
+        match self {
+            Document::Jwks => MAX_JWKS_BYTES,
+            Document::Discovery => crate::keys::discovery::MAX_DISCOVERY_BYTES,
+        }
+    }
+}
+
+/// GETs `url` (with the bearer `secret` if any) and reads its body, all
+/// before `deadline` and within the document's size bound. An error status
+/// says whether the server asked us to wait (429, `Retry-After`).
+pub fn fetch_document(
+    client: &reqwest::blocking::Client,
+    url: &str,
+    secret: Option<&str>,
+    deadline: Instant,
+    what: Document,
+) -> Result<Vec<u8>, FetchError> {
+    let timeout = deadline.saturating_duration_since(Instant::now());
+    if timeout.is_zero() {
+        return Err(FetchError::new(format!(
+            "fetching {url}: no time left before the deadline"
+        )));
+    }
+    let mut request = client.get(url).timeout(timeout);
+    if let Some(secret) = secret {
+        request = request.bearer_auth(secret);
+    }
+    let response = request
+        .send()
+        .map_err(|e| FetchError::new(format!("fetching {url}: {}", error_chain(&e))))?;
+    let status = response.status();
+    if !status.is_success() {
+        let retry_after = response
+            .headers()
+            .get(reqwest::header::RETRY_AFTER)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| parse_retry_after(v, SystemTime::now()));
+        let throttled = status.as_u16() == 429 || retry_after.is_some();
+        let told = retry_after.map_or(String::new(), |d| {
+            format!(" (Retry-After: {} s)", d.as_secs())
+        });
+        return Err(FetchError {
+            message: format!("fetching {url}: HTTP {}{told}", status.as_u16()),
+            throttled,
+            retry_after,
+        });
+    }
+    read_body(response, deadline, what).map_err(|e| FetchError::new(format!("reading {url}: {e}")))
+}
+
+/// Reads a body within the document's size bound, giving up at `deadline`.
+fn read_body(mut body: impl Read, deadline: Instant, what: Document) -> Result<Vec<u8>, String> {
+    let max = what.max_bytes();
     let mut out = Vec::new();
     let mut chunk = [0u8; 16 * 1024];
     loop {
         if Instant::now() >= deadline {
-            return Err("the key server did not send the whole JWKS in time".into());
+            return Err(format!(
+                "the key server did not send the whole {} in time",
+                what.name()
+            ));
         }
         let n = match body.read(&mut chunk) {
             Ok(0) => return Ok(out),
@@ -173,10 +253,29 @@ fn read_body(mut body: impl Read, deadline: Instant) -> Result<Vec<u8>, String> 
             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
             Err(e) => return Err(error_chain(&e)),
         };
-        if (out.len() + n) as u64 > MAX_JWKS_BYTES {
-            return Err(format!("JWKS is over {MAX_JWKS_BYTES} bytes"));
+        if (out.len() + n) as u64 > max {
+            return Err(format!("{} is over {max} bytes", what.name()));
         }
         out.extend_from_slice(&chunk[..n]);
+    }
+}
+
+/// Whether nothing on the network can read or change an exchange with
+/// `url`: https, or plain http to loopback (`127.0.0.0/8`, `::1`,
+/// `localhost`).
+pub fn is_private_url(url: &reqwest::Url) -> bool {
+    match url.scheme() {
+        "https" => true,
+        "http" => {
+            // The URL parser lowercases names and brackets IPv6 addresses.
+            let host = url.host_str().unwrap_or_default();
+            let ip = host.trim_start_matches('[').trim_end_matches(']');
+            host == "localhost"
+                || ip
+                    .parse::<std::net::IpAddr>()
+                    .is_ok_and(|ip| ip.is_loopback())
+        }
+        _ => false,
     }
 }
 
@@ -220,6 +319,11 @@ pub fn load_into(store: &KeyStore, source: &KeySource) -> Result<usize, String> 
             let fetched = fetch_jwks(&client, jwks).map_err(|e| e.message)?;
             Ok(store.install_jwks(fetched.keys))
         }
+        KeySource::Oidc(oidc) => {
+            let client = http_client(oidc.timeout)?;
+            let (_, fetched) = fetch_oidc(&client, oidc, None).map_err(|e| e.message)?;
+            Ok(store.install_jwks(fetched.keys))
+        }
     }
 }
 
@@ -259,14 +363,29 @@ mod tests {
             }
         }
         let started = Instant::now();
-        let err = read_body(Drip, Instant::now() + Duration::from_millis(50)).unwrap_err();
+        let err = read_body(
+            Drip,
+            Instant::now() + Duration::from_millis(50),
+            Document::Jwks,
+        )
+        .unwrap_err();
         assert!(err.contains("in time"), "{err}");
         assert!(started.elapsed() < Duration::from_millis(500));
         let big = std::io::repeat(b' ').take(MAX_JWKS_BYTES + 1);
-        let err = read_body(big, Instant::now() + Duration::from_secs(60)).unwrap_err();
+        let err = read_body(
+            big,
+            Instant::now() + Duration::from_secs(60),
+            Document::Jwks,
+        )
+        .unwrap_err();
         assert!(err.contains("over"), "{err}");
         let exact = std::io::repeat(b' ').take(MAX_JWKS_BYTES);
-        let body = read_body(exact, Instant::now() + Duration::from_secs(60)).unwrap();
+        let body = read_body(
+            exact,
+            Instant::now() + Duration::from_secs(60),
+            Document::Jwks,
+        )
+        .unwrap();
         assert_eq!(body.len() as u64, MAX_JWKS_BYTES);
     }
 }

@@ -16,6 +16,12 @@
 //! names: keys saved for another `jwks_url` (another issuer, perhaps) are
 //! ignored. It is bounded like a fetched JWKS and parsed by the same parser;
 //! how old it may be is the refresher's call (`keys.max_stale_secs`).
+//!
+//! With several issuers each has its own file: the first (top-level
+//! `[keys]`) issuer keeps `jwks.json`, an `[[issuers]]` entry uses
+//! `jwks-<name>.json` (names are checked at load: letters, digits, `-`,
+//! `_` and `.`, so they make safe file names). For an OpenID Connect issuer the
+//! `url` is its discovery document's.
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{Read, Write};
@@ -41,6 +47,8 @@ const VERSION: u32 = 1;
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct KeyState {
     dir: PathBuf,
+    /// The file's name in `dir`.
+    file: String,
 }
 
 /// Keys read back from the state directory.
@@ -62,8 +70,34 @@ struct Wrapper {
 }
 
 impl KeyState {
+    /// The state of the first issuer: `<dir>/jwks.json`.
     pub fn new(dir: PathBuf) -> KeyState {
-        KeyState { dir }
+        KeyState {
+            dir,
+            file: STATE_FILE.to_string(),
+        }
+    }
+
+    /// The state of the issuer named `name`: `<dir>/jwks-<name>.json`.
+    /// `name` must be a safe file name part (the config checks it: ASCII
+    /// letters and digits, then also `-`, `_` and `.`); anything else falls
+    /// back to a hash of it.
+    pub fn for_issuer(dir: PathBuf, name: &str) -> KeyState {
+        let safe = name.len() <= 64
+            && name.starts_with(|c: char| c.is_ascii_alphanumeric())
+            && name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'));
+        let part = if safe {
+            name.to_string()
+        } else {
+            let digest = openssl::sha::sha256(name.as_bytes());
+            digest[..8].iter().map(|b| format!("{b:02x}")).collect()
+        };
+        KeyState {
+            dir,
+            file: format!("jwks-{part}.json"),
+        }
     }
 
     pub fn dir(&self) -> &Path {
@@ -72,7 +106,7 @@ impl KeyState {
 
     /// The state file's path.
     pub fn path(&self) -> PathBuf {
-        self.dir.join(STATE_FILE)
+        self.dir.join(&self.file)
     }
 
     /// Atomically replaces the state file with `jwks` (the document as
@@ -92,7 +126,7 @@ impl KeyState {
         let path = self.path();
         let tmp = self
             .dir
-            .join(format!(".{STATE_FILE}.{}.tmp", std::process::id()));
+            .join(format!(".{}.{}.tmp", self.file, std::process::id()));
         let written = write_synced(&tmp, &doc)
             .and_then(|()| fs::rename(&tmp, &path))
             .and_then(|()| File::open(&self.dir)?.sync_all());
@@ -262,6 +296,39 @@ mod tests {
         fs::remove_file(state.path()).unwrap();
         fs::create_dir(state.path()).unwrap();
         assert!(state.load(url).is_err(), "a directory is not a state file");
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn each_issuer_has_its_own_file() {
+        let dir = scratch("issuers");
+        let first = KeyState::new(dir.clone());
+        let partner = KeyState::for_issuer(dir.clone(), "partner");
+        assert_eq!(partner.path(), dir.join("jwks-partner.json"));
+        let url = "https://a/jwks";
+        first.save(url, jwks_text("k1").as_bytes(), 1).unwrap();
+        partner.save(url, jwks_text("k2").as_bytes(), 2).unwrap();
+        assert_eq!(first.load(url).unwrap().unwrap().keys[0].kid(), Some("k1"));
+        assert_eq!(
+            partner.load(url).unwrap().unwrap().keys[0].kid(),
+            Some("k2")
+        );
+        assert_eq!(
+            KeyState::for_issuer(dir.clone(), "login.example.com").path(),
+            dir.join("jwks-login.example.com.json")
+        );
+        for hostile in ["../x", "a/b", "", ".", "..", ".hidden", "a b", "\u{0}"] {
+            let state = KeyState::for_issuer(dir.clone(), hostile);
+            let name = state
+                .path()
+                .file_name()
+                .unwrap()
+                .to_str()
+                .unwrap()
+                .to_string();
+            assert_eq!(state.path().parent(), Some(dir.as_path()), "{hostile:?}");
+            assert!(name.starts_with("jwks-") && name.len() == 26, "{name}");
+        }
         fs::remove_dir_all(&dir).unwrap();
     }
 

@@ -46,17 +46,20 @@ pub enum Reason {
     /// `reverify=`: the factor was not verified recently enough (or `fva`
     /// is missing or malformed).
     ReverificationRequired,
+    /// `issuer=`: the token comes from another issuer.
+    WrongIssuer,
 }
 
 impl Reason {
     /// All reasons, in a fixed order (for metric counters).
-    pub const ALL: [Reason; 6] = [
+    pub const ALL: [Reason; 7] = [
         Reason::OrgRequired,
         Reason::MissingRole,
         Reason::MissingPermission,
         Reason::MissingFeature,
         Reason::MissingPlan,
         Reason::ReverificationRequired,
+        Reason::WrongIssuer,
     ];
 
     /// The short, stable word for the header, the log and the metrics.
@@ -68,6 +71,7 @@ impl Reason {
             Reason::MissingFeature => "missing-feature",
             Reason::MissingPlan => "missing-plan",
             Reason::ReverificationRequired => "reverification-required",
+            Reason::WrongIssuer => "wrong-issuer",
         }
     }
 
@@ -93,6 +97,7 @@ impl Requirement<'_> {
             Requirement::Feature(..) => Reason::MissingFeature,
             Requirement::Plan(..) => Reason::MissingPlan,
             Requirement::Reverify(_) => Reason::ReverificationRequired,
+            Requirement::Issuer(_) => Reason::WrongIssuer,
         }
     }
 
@@ -121,6 +126,7 @@ impl Requirement<'_> {
                 scoped_has(facts, *scope, *slug, Kind::OrgPlan, Kind::UserPlan)
             }
             Requirement::Reverify(r) => reverified(r, facts.fva()),
+            Requirement::Issuer(name) => facts.issuer().is_some_and(|i| name.eq_str(i)),
         }
     }
 }
@@ -319,6 +325,42 @@ mod tests {
                      "org_permissions": ["org:billing:manage", "org:sys_memberships:manage"],
                      "fea": "o:teams,u:reports,uo:export", "pla": "o:pro"}),
         )
+    }
+
+    #[test]
+    fn issuer_rules_compare_the_name_the_gate_gave() {
+        let clerk = admin_v1().with_issuer("clerk.example.com");
+        assert!(allows("issuer=clerk.example.com&role=admin", &clerk));
+        assert_eq!(reason("issuer=partner", &clerk), Some(Reason::WrongIssuer));
+        assert_eq!(
+            reason("issuer=CLERK.example.com", &clerk),
+            Some(Reason::WrongIssuer)
+        );
+        assert_eq!(
+            reason("issuer=partner", &admin_v1()),
+            Some(Reason::WrongIssuer)
+        );
+        // Another issuer's token next to Clerk's: no Clerk facts, only its name.
+        let partner = Facts::default().with_issuer("partner");
+        assert!(allows("issuer=partner", &partner));
+        assert_eq!(
+            reason("issuer=partner&role=admin", &partner),
+            Some(Reason::MissingRole)
+        );
+        assert_eq!(
+            reason("issuer=partner&org=required", &partner),
+            Some(Reason::OrgRequired)
+        );
+        // Broken facts fail everything, the issuer too.
+        assert_eq!(
+            reason("issuer=partner", &Facts::broken().with_issuer("partner")),
+            Some(Reason::WrongIssuer)
+        );
+        let mut out = String::new();
+        verdict("issuer=partner", &clerk)
+            .unwrap_err()
+            .write_headers(&mut out);
+        assert!(out.ends_with("X-Jwtgate-Reason: wrong-issuer"), "{out}");
     }
 
     #[test]
@@ -554,7 +596,7 @@ mod tests {
         assert!(!x.write_clerk_error(&mut out));
         assert_eq!(
             Reason::ALL.iter().map(|r| r.index()).collect::<Vec<_>>(),
-            [0, 1, 2, 3, 4, 5]
+            [0, 1, 2, 3, 4, 5, 6]
         );
     }
 }

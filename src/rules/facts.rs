@@ -64,6 +64,9 @@ pub struct Facts {
     role: Option<Span>,
     /// `fva`: minutes since the first and the second factor, `-1` for none.
     fva: Option<(f64, f64)>,
+    /// The name of the issuer that vouched for the token (`issuer=`; set
+    /// by the gate with [`Facts::with_issuer`]).
+    issuer: Option<Span>,
     text: Box<str>,
     items: Box<[Item]>,
 }
@@ -237,6 +240,25 @@ impl Facts {
         self.fva
     }
 
+    /// The name of the issuer that vouched for the token, if the gate said.
+    pub(super) fn issuer(&self) -> Option<&str> {
+        self.issuer.map(|span| self.str(span))
+    }
+
+    /// These facts, for a token the issuer named `name` vouched for (what
+    /// an `issuer=` rule compares). One more allocation, at verification.
+    pub fn with_issuer(mut self, name: &str) -> Facts {
+        let mut text = String::with_capacity(self.text.len() + name.len());
+        text.push_str(&self.text);
+        let start = text.len();
+        text.push_str(name);
+        if let (Ok(start), Ok(end)) = (u32::try_from(start), u32::try_from(text.len())) {
+            self.issuer = Some(Span { start, end });
+            self.text = text.into_boxed_str();
+        }
+        self
+    }
+
     /// The entries of one kind, in claim order.
     pub(super) fn entries(&self, kind: Kind) -> impl Iterator<Item = &str> + '_ {
         self.items
@@ -276,6 +298,7 @@ impl Facts {
             org,
             role,
             fva: fva(p.fva),
+            issuer: None,
             text: b.text.into_boxed_str(),
             items: b.items.into_boxed_slice(),
         })

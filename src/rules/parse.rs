@@ -5,6 +5,7 @@
 //! pair        = "role=" role | "permission=" permission
 //!             | "feature=" scoped | "plan=" scoped
 //!             | "org=required" | "reverify=" reverify | "optional=1"
+//!             | "issuer=" name                       ; an issuer's name (several issuers)
 //! role        = *( "org:" ) key                      ; "admin" = "org:admin"
 //! permission  = *( "org:" ) feature ":" name         ; never "org:sys_*"
 //! scoped      = [ scope ":" ] slug                   ; no scope: org or user
@@ -54,6 +55,9 @@ pub enum Requirement<'q> {
     Plan(Scope, Value<'q>),
     /// `reverify=`: a factor verified recently enough (`fva` claim).
     Reverify(Reverification),
+    /// `issuer=`: the token comes from the issuer of this name (with
+    /// several issuers configured; not one of Clerk's `has()` checks).
+    Issuer(Value<'q>),
 }
 
 /// Whose features or plans a `feature=`/`plan=` rule looks at.
@@ -177,7 +181,7 @@ impl Problem {
             Problem::TooManyRules => "too many rules (at most 16)",
             Problem::NoValue => "no value (expected key=value)",
             Problem::UnknownKey => {
-                "unknown key (role, permission, feature, plan, org, reverify, optional)"
+                "unknown key (role, permission, feature, plan, org, reverify, issuer, optional)"
             }
             Problem::EmptyValue => "empty value",
             Problem::ValueTooLong => "value too long (at most 128 bytes)",
@@ -361,6 +365,8 @@ fn parse_pair(pair: &str) -> Result<Rule<'_>, Problem> {
             Requirement::Plan(scope, slug)
         }
         "reverify" => Requirement::Reverify(reverify(value)?),
+        "issuer" if value.contains(b':') => return Err(Problem::BadCharacter),
+        "issuer" => Requirement::Issuer(value),
         "org" if value.eq_str("required") => Requirement::Org,
         "org" => return Err(Problem::BadOrg),
         "optional" if value.eq_str("1") => return Ok(Rule::Optional),
@@ -698,6 +704,12 @@ mod tests {
             err.to_string(),
             "bad rule \"reverify=fast\": expected strict, strict_mfa, moderate, lax, \
              <minutes> or <level>:<minutes>"
+        );
+        assert_eq!(problem("issuer="), Problem::EmptyValue);
+        assert_eq!(problem("issuer=a:b"), Problem::BadCharacter);
+        assert_eq!(
+            parse("issuer=partner&role=admin").unwrap().requirements()[0],
+            Requirement::Issuer(Value::new("partner").unwrap())
         );
         let hostile = parse("x=\n\u{1b}[31m").unwrap_err().to_string();
         assert!(!hostile.chars().any(char::is_control), "{hostile:?}");

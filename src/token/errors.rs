@@ -24,6 +24,9 @@ pub enum TokenError {
     UnsupportedCrit,
     /// `cat` marks an M2M, template or unknown token category.
     WrongCategory,
+    /// Several issuers are configured and the token's `iss` (read before
+    /// the signature, for routing only) names none of them.
+    UnknownIssuer,
     /// `alg` is not one the key (or jwtgate) allows.
     InvalidAlgorithm,
     /// `kid` is not a string or is over 256 bytes.
@@ -65,7 +68,7 @@ pub enum TokenError {
 
 impl TokenError {
     /// All variants, in a fixed order (used to index metric counters).
-    pub const ALL: [TokenError; 25] = [
+    pub const ALL: [TokenError; 26] = [
         TokenError::Missing,
         TokenError::AmbiguousAuthorization,
         TokenError::TooLarge,
@@ -73,6 +76,7 @@ impl TokenError {
         TokenError::InvalidType,
         TokenError::UnsupportedCrit,
         TokenError::WrongCategory,
+        TokenError::UnknownIssuer,
         TokenError::InvalidAlgorithm,
         TokenError::InvalidKid,
         TokenError::UnknownKid,
@@ -103,6 +107,7 @@ impl TokenError {
             TokenError::InvalidType => "token-invalid-type",
             TokenError::UnsupportedCrit => "token-unsupported-crit",
             TokenError::WrongCategory => "token-type-mismatch",
+            TokenError::UnknownIssuer => "token-unknown-issuer",
             TokenError::InvalidAlgorithm => "token-invalid-algorithm",
             TokenError::InvalidKid => "token-invalid-kid",
             TokenError::UnknownKid => "jwk-kid-mismatch",
