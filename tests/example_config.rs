@@ -2,13 +2,21 @@
 //! /etc/jwtgate/jwtgate.toml) stays true: it names every setting jwtgate
 //! knows, its "#key = value" lines are exactly the built-in defaults, its
 //! "# example" lines parse, and `jwtgate check` runs with it and a PEM key.
+//!
+//! `[[issuers]]`, an array of tables, has no entry by default, so the
+//! example shows it commented out (`#[[issuers]]`); its lines are read as
+//! that table's, and uncommented with it they make one entry with the
+//! defaults.
 
 mod common;
 
 use std::collections::BTreeSet;
 
 use common::*;
-use jwtgate::config::{settings_from_toml, Settings};
+use jwtgate::config::{settings_from_toml, IssuerSettings, Settings};
+
+/// The commented-out header of the array of tables.
+const ISSUERS: &str = "#[[issuers]]";
 
 const EXAMPLE: &str = include_str!("../jwtgate.example.toml");
 
@@ -26,9 +34,13 @@ fn parse_example() -> (Vec<String>, Vec<Line>) {
     let mut lines = Vec::new();
     let mut table = String::new();
     for raw in EXAMPLE.lines() {
-        if raw.starts_with('[') {
-            table = raw.trim_matches(['[', ']']).to_string();
-            tables.push(raw.to_string());
+        let header = raw
+            .strip_prefix('#')
+            .filter(|_| raw == ISSUERS)
+            .unwrap_or(raw);
+        if header.starts_with('[') {
+            table = header.trim_matches(['[', ']']).to_string();
+            tables.push(header.to_string());
             continue;
         }
         let Some(setting) = raw.strip_prefix('#') else {
@@ -98,14 +110,15 @@ fn the_example_names_every_setting() {
 #[test]
 fn the_commented_values_are_the_defaults() {
     let (_, lines) = parse_example();
-    // Uncomment every default line (not the examples) in place.
+    // Uncomment every default line (not the examples) in place, and the
+    // [[issuers]] header with them.
     let uncommented: String = EXAMPLE
         .lines()
         .map(|raw| {
             let is_default = lines
                 .iter()
                 .any(|l| !l.example && raw.strip_prefix('#') == Some(l.text.as_str()));
-            if is_default {
+            if is_default || raw == ISSUERS {
                 &raw[1..]
             } else {
                 raw
@@ -115,7 +128,14 @@ fn the_commented_values_are_the_defaults() {
         .join("\n");
     let defaults = lines.iter().filter(|l| !l.example).count();
     assert!(defaults >= 10, "{defaults} default lines");
-    let parsed = settings_from_toml(&uncommented).unwrap_or_else(|e| panic!("{e}"));
+    let mut parsed = settings_from_toml(&uncommented).unwrap_or_else(|e| panic!("{e}"));
+    let entries = std::mem::take(&mut parsed.issuers);
+    assert_eq!(entries.len(), 1, "one [[issuers]] entry");
+    assert_eq!(
+        format!("{:#?}", entries[0]),
+        format!("{:#?}", IssuerSettings::default()),
+        "a \"#key = value\" line of [[issuers]] in jwtgate.example.toml is not the built-in default"
+    );
     assert_eq!(
         format!("{parsed:#?}"),
         format!("{:#?}", Settings::default()),
@@ -123,10 +143,10 @@ fn the_commented_values_are_the_defaults() {
     );
     // Each example line parses and has the type the setting wants.
     for line in lines.iter().filter(|l| l.example) {
-        let header = if line.table.is_empty() {
-            String::new()
-        } else {
-            format!("[{}]\n", line.table)
+        let header = match line.table.as_str() {
+            "" => String::new(),
+            "issuers" => "[[issuers]]\n".to_string(),
+            table => format!("[{table}]\n"),
         };
         let toml = format!("{header}{}\n", line.text);
         if let Err(e) = settings_from_toml(&toml) {
