@@ -6,6 +6,7 @@
 #![allow(dead_code)]
 
 pub mod echo;
+pub mod oidc;
 
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Write};
