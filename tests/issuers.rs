@@ -506,3 +506,126 @@ fn check_lists_every_issuer_and_config_errors_name_the_entry() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("come from the config file only"));
 }
+
+/// A real nginx running the shipped `jwtgate-auth.conf` and
+/// `jwtgate-protect.conf` with the README's "Issuers" block for extra
+/// headers as the protected location; stopped on drop.
+struct Nginx {
+    child: std::process::Child,
+    addr: std::net::SocketAddr,
+    dir: TempDir,
+}
+
+impl Nginx {
+    fn start(jwtgate: std::net::SocketAddr, app: std::net::SocketAddr) -> Nginx {
+        let readme = include_str!("../README.md");
+        let section = &readme[readme.find("\n## Issuers\n").expect("an Issuers section")..];
+        let location = section
+            .split("```nginx\n")
+            .nth(1)
+            .and_then(|rest| rest.split("\n```").next())
+            .expect("an nginx block in the Issuers section");
+        let dir = TempDir::new("issuers-nginx");
+        let d = dir.0.display();
+        std::fs::create_dir_all(dir.path("jwtgate")).unwrap();
+        std::fs::create_dir_all(dir.path("temp")).unwrap();
+        for name in ["jwtgate-auth.conf", "jwtgate-protect.conf"] {
+            let text = std::fs::read_to_string(repo_path(&format!("nginx/{name}"))).unwrap();
+            std::fs::write(dir.path(&format!("jwtgate/{name}")), text).unwrap();
+        }
+        let port = free_port();
+        let addr: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+        let temp: String = ["client_body", "proxy", "fastcgi", "uwsgi", "scgi"]
+            .iter()
+            .map(|t| format!("    {t}_temp_path {d}/temp/{t};\n"))
+            .collect();
+        let conf = format!(
+            "worker_processes 1;\npid {d}/nginx.pid;\nerror_log {d}/error.log;\n\
+             events {{ worker_connections 64; }}\n\
+             http {{\n{temp}    access_log off;\n\
+             upstream jwtgate {{ server {jwtgate}; keepalive 4; }}\n\
+             upstream app {{ server {app}; }}\n\
+             server {{\n    listen {addr};\n    include jwtgate/jwtgate-auth.conf;\n{location}\n}}\n}}\n"
+        );
+        let path = dir.path("nginx.conf");
+        std::fs::write(&path, &conf).unwrap();
+        let bin = ["/usr/sbin/nginx", "/usr/local/sbin/nginx"]
+            .into_iter()
+            .find(|p| std::path::Path::new(p).exists())
+            .unwrap_or("nginx");
+        let run = |extra: &[&str]| {
+            let mut cmd = std::process::Command::new(bin);
+            cmd.arg("-p").arg(&dir.0).arg("-c").arg(&path);
+            cmd.arg("-e").arg(dir.path("error.log")).args(extra);
+            cmd
+        };
+        let test = run(&["-t"])
+            .output()
+            .expect("nginx (apt-get install -y nginx)");
+        assert!(
+            test.status.success(),
+            "nginx -t: {}\n{conf}",
+            String::from_utf8_lossy(&test.stderr)
+        );
+        let child = run(&["-g", "daemon off;"])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let nginx = Nginx { child, addr, dir };
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while std::net::TcpStream::connect(addr).is_err() {
+            assert!(std::time::Instant::now() < deadline, "nginx never listened");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        nginx
+    }
+}
+
+impl Drop for Nginx {
+    fn drop(&mut self) {
+        // SIGTERM: the master stops its workers too.
+        let pid = self.child.id().to_string();
+        let _ = std::process::Command::new("kill")
+            .args(["-TERM", &pid])
+            .status();
+        let _ = self.child.wait();
+        let _ = &self.dir;
+    }
+}
+
+#[test]
+fn the_readmes_nginx_block_passes_the_extra_headers_and_drops_the_clients_own() {
+    let i = Issuers::start();
+    let (d, _state) = start(&i);
+    let app = common::echo::App::start();
+    let nginx = Nginx::start(d.addr, app.addr);
+    let get = |token: &str| {
+        let raw = format!(
+            "GET /page HTTP/1.1\r\nHost: app.example.com\r\nAuthorization: Bearer {token}\r\n\
+             X-Email: spoof@attacker.example\r\nX-Groups: admins\r\nX-Issuer: staff\r\n\
+             Connection: close\r\n\r\n"
+        );
+        let r = request(nginx.addr, &raw).unwrap();
+        assert_eq!(r.status, 200, "{r:?}");
+        common::echo::Echo::parse(&r.body)
+    };
+    let mut p = claims_for(
+        &i.oidc.issuer,
+        json!({"aud": AUDIENCE, "email": "p@partner.example", "groups": ["g1", "g2"]}),
+    );
+    p["sub"] = json!("user_partner");
+    let echo = get(&i.partner.sign(&p));
+    assert_eq!(echo.header("X-User-Id"), Some("user_partner"));
+    assert_eq!(echo.header("X-Issuer"), Some("partner"));
+    assert_eq!(echo.header("X-Email"), Some("p@partner.example"));
+    assert_eq!(echo.header("X-Groups"), Some("g1,g2"));
+    // A Clerk token without those claims: the headers are empty, so nginx
+    // sends none, and the client's own never pass.
+    let echo = get(&i.clerk.sign(&claims("user_clerk")));
+    assert_eq!(echo.header("X-User-Id"), Some("user_clerk"));
+    assert_eq!(echo.header("X-Issuer"), Some("clerk.example.com"));
+    assert_eq!(echo.header("X-Email"), None, "{echo:#?}");
+    assert_eq!(echo.header("X-Groups"), None, "{echo:#?}");
+    assert_eq!(app.requests(), 2);
+}
