@@ -3,6 +3,7 @@
 //! ```sh
 //! cargo bench --bench parts              # all of them
 //! cargo bench --bench parts -- authorize # one group
+//! cargo bench --bench parts -- issuers   # several issuers: routing, mapped headers
 //! ```
 //!
 //! One Clerk-shaped RS256 session token (v2 org claims, 2048-bit key) goes
@@ -43,6 +44,8 @@ struct Fixture {
     key: VerifyingKey,
     /// Another key: installing it and then `key` again changes the key set.
     other_key: VerifyingKey,
+    /// `key` as PEM text.
+    pem: String,
     gate: Gate,
     now_ms: i64,
 }
@@ -118,6 +121,7 @@ fn fixture_with(browser: bool) -> Fixture {
         token,
         key,
         other_key,
+        pem,
         gate,
         now_ms,
     }
@@ -238,5 +242,115 @@ fn decide(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, parts, authorize, decide);
+/// A token of an issuer with a JWKS (`[[issuers]]`), decided alone, next
+/// to two other issuers, and next to them with two claims mapped to
+/// headers: what routing and the mapping cost on a hit and a miss
+/// (compare `authorize/hit` and `authorize/miss`, the PEM key's path).
+fn issuers(c: &mut Criterion) {
+    let f = fixture();
+    let private = PKey::from_rsa(Rsa::generate(2048).unwrap()).unwrap();
+    let jwk = |kid: &str| {
+        let rsa = private.rsa().unwrap();
+        let b64 = |b: Vec<u8>| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(b);
+        VerifyingKey::from_jwk(&json!({
+            "kty": "RSA", "kid": kid, "n": b64(rsa.n().to_vec()), "e": b64(rsa.e().to_vec()),
+        }))
+        .unwrap()
+    };
+    // Made once: a key's first verify also sets up OpenSSL's Montgomery
+    // context, which a real key set pays once, not per token.
+    let (p1, p2, o1) = (jwk("p1"), jwk("p2"), jwk("o1"));
+    let now = f.now_ms / 1000;
+    let partner = "https://partner.bench.jwtgate.invalid";
+    let claims = json!({
+        "sub": "user_00000001", "iss": partner, "aud": "api", "iat": now, "exp": now + 3600,
+        "email": "user@partner.example", "groups": ["admins", "dev-ops", "readers"],
+    });
+    let token = jwtgate::demo::mint_rs256(&private, "p1", &claims).unwrap();
+    let top = format!(
+        "[keys]\njwt_key = \"\"\"{}\"\"\"\n[verify]\nissuer = \"{ISSUER}\"\n\
+         [[issuers]]\nname = \"other\"\nissuer = \"https://other.bench.jwtgate.invalid\"\n\
+         jwks_url = \"https://other.bench.jwtgate.invalid/keys\"\naudience = \"api\"\n",
+        f.pem
+    );
+    let entry = format!(
+        "[[issuers]]\nname = \"partner\"\nissuer = \"{partner}\"\n\
+         jwks_url = \"https://partner.bench.jwtgate.invalid/keys\"\naudience = \"api\"\n"
+    );
+    let headers = "headers = { \"X-Email\" = \"email\", \"X-Groups\" = \"groups\" }\n";
+    let gate = |toml: &str| {
+        let settings = jwtgate::config::settings_from_toml(toml).unwrap();
+        let config = Config::from_settings(settings).unwrap();
+        let issuers = config
+            .issuers
+            .iter()
+            .map(|i| {
+                let store = config.key_store();
+                match i.name.as_str() {
+                    "partner" => store.install_jwks(vec![p1.clone()]),
+                    "other" => store.install_jwks(vec![o1.clone()]),
+                    _ => store.install_pem(f.key.clone()).held,
+                };
+                jwtgate::verify::Issuer {
+                    name: i.name.clone(),
+                    keys: Arc::new(store),
+                    policy: i.policy.clone(),
+                    headers: i.headers.clone(),
+                    clerk_facts: i.clerk_facts,
+                }
+            })
+            .collect();
+        let options = GateOptions {
+            cache_tokens: 100_000,
+            ..config.gate.clone()
+        };
+        let verifier = Verifier::with_issuers(issuers).unwrap();
+        Gate::new(verifier, options, Arc::new(Metrics::default()))
+    };
+    let cases = [
+        ("one", gate(&entry)),
+        ("three", gate(&format!("{top}{entry}"))),
+        ("three-headers", gate(&format!("{top}{entry}{headers}"))),
+    ];
+    let mut out = String::with_capacity(512);
+    let mut group = c.benchmark_group("issuers");
+    for (name, gate) in &cases {
+        let (grant, _) = gate.authorize(&token, f.now_ms).unwrap();
+        assert_eq!(
+            grant.headers.contains("X-Groups: admins,dev-ops,readers"),
+            *name == "three-headers"
+        );
+        group.bench_function(format!("{name}/hit"), |b| {
+            b.iter(|| {
+                out.clear();
+                let (grant, _) = gate.authorize(black_box(&token), f.now_ms).unwrap();
+                out.push_str(&grant.headers);
+            })
+        });
+        let keys = gate
+            .verifier()
+            .issuers()
+            .iter()
+            .find(|i| i.name == "partner")
+            .map(|i| i.keys.clone())
+            .unwrap();
+        group.bench_function(format!("{name}/miss"), |b| {
+            b.iter_batched(
+                || {
+                    keys.install_jwks(vec![p2.clone()]);
+                    keys.install_jwks(vec![p1.clone()]);
+                },
+                |()| {
+                    out.clear();
+                    let (grant, _) = gate.authorize(black_box(&token), f.now_ms).unwrap();
+                    out.push_str(&grant.headers);
+                },
+                BatchSize::PerIteration,
+            )
+        });
+    }
+    group.finish();
+}
+
+criterion_group!(benches, parts, authorize, decide, issuers);
 criterion_main!(benches);

@@ -227,7 +227,11 @@ impl Metrics {
 
     /// A token routed to issuer `issuer` was found valid (verified, or a
     /// cache hit) or refused.
+    /// Nothing with one issuer: the family is not rendered then.
     pub fn record_token(&self, issuer: usize, valid: bool) {
+        if self.names.is_empty() {
+            return;
+        }
         if let Some(stats) = self.issuers.get(issuer) {
             let counter = if valid { &stats.valid } else { &stats.refused };
             counter.fetch_add(1, Relaxed);
@@ -675,6 +679,47 @@ mod tests {
         assert!(text.contains("jwtgate_auth_duration_seconds_bucket{le=\"0.00005\"} 2\n"));
         assert!(text.contains("jwtgate_auth_duration_seconds_bucket{le=\"0.005\"} 3\n"));
         assert!(text.contains("jwtgate_auth_duration_seconds_count 3\n"));
+    }
+
+    #[test]
+    fn several_issuers_label_the_key_families() {
+        let m = Metrics::for_issuers(&["clerk.example.com".into(), "partner".into()]);
+        m.record_fetch(true);
+        m.record_issuer_fetch(1, false);
+        m.record_issuer_keys(1, 3, 1_700_000_000);
+        m.record_token(1, true);
+        m.record_token(1, false);
+        m.record_token(1, false);
+        m.record_token(7, true); // no such issuer: nothing
+        let mut text = String::new();
+        m.render(&mut text).unwrap();
+        for line in [
+            "jwtgate_key_fetches_total{issuer=\"clerk.example.com\",outcome=\"ok\"} 1\n",
+            "jwtgate_key_fetches_total{issuer=\"partner\",outcome=\"error\"} 1\n",
+            "jwtgate_keys_loaded{issuer=\"clerk.example.com\"} 0\n",
+            "jwtgate_keys_loaded{issuer=\"partner\"} 3\n",
+            "jwtgate_last_good_key_fetch_timestamp_seconds{issuer=\"partner\"} 1700000000\n",
+            "jwtgate_issuer_tokens_total{issuer=\"partner\",result=\"valid\"} 1\n",
+            "jwtgate_issuer_tokens_total{issuer=\"partner\",result=\"refused\"} 2\n",
+            "jwtgate_issuer_tokens_total{issuer=\"clerk.example.com\",result=\"valid\"} 0\n",
+        ] {
+            assert!(text.contains(line), "{line}{text}");
+        }
+        let ages: Vec<&str> = text
+            .lines()
+            .filter(|l| l.starts_with("jwtgate_key_age_seconds{"))
+            .collect();
+        assert_eq!(ages.len(), 1, "only issuers with keys: {ages:?}");
+        assert!(ages[0].starts_with("jwtgate_key_age_seconds{issuer=\"partner\"} "));
+        // One issuer: no label, no per-issuer family, as before.
+        let one = Metrics::for_issuers(&["clerk.example.com".into()]);
+        one.record_token(0, true);
+        let mut text = String::new();
+        one.render(&mut text).unwrap();
+        assert!(!text.contains("issuer="), "{text}");
+        assert!(!text.contains("jwtgate_issuer_tokens_total"), "{text}");
+        assert!(text.contains("jwtgate_keys_loaded 0\n"));
+        assert_eq!(label("a\"b\\c\nd"), "a\\\"b\\\\c\\nd");
     }
 
     #[test]
