@@ -18,7 +18,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use crate::keys::jwk::VerifyingKey;
 use crate::keys::store::{KeyStore, Lookup};
 use crate::token::algorithms::AlgorithmSet;
-use crate::token::claim_headers::ClaimHeaders;
+use crate::token::claim_headers::{ClaimHeaders, MAX_MAPPED_HEADERS};
 use crate::token::claims::{Claims, Validation};
 use crate::token::errors::TokenError;
 use crate::token::identity::Identity;
@@ -86,6 +86,18 @@ pub struct Issuer {
     pub clerk_facts: bool,
 }
 
+/// Every header name any of `issuers` maps, each once (names compare
+/// case-insensitively), in issuer order.
+pub fn mapped_names(issuers: &[Issuer]) -> Vec<String> {
+    let mut mapped: Vec<String> = Vec::new();
+    for name in issuers.iter().flat_map(|i| i.headers.names()) {
+        if !mapped.iter().any(|m| m.eq_ignore_ascii_case(name)) {
+            mapped.push(name.to_string());
+        }
+    }
+    mapped
+}
+
 /// The name of the issuer [`Verifier::new`] makes.
 pub const DEFAULT_ISSUER: &str = "default";
 
@@ -144,11 +156,12 @@ impl Verifier {
                 }
             }
         }
-        let mut mapped: Vec<String> = Vec::new();
-        for name in issuers.iter().flat_map(|i| i.headers.names()) {
-            if !mapped.iter().any(|m| m.eq_ignore_ascii_case(name)) {
-                mapped.push(name.to_string());
-            }
+        let mapped = mapped_names(&issuers);
+        if mapped.len() > MAX_MAPPED_HEADERS {
+            return Err(format!(
+                "{} header names mapped in all; at most {MAX_MAPPED_HEADERS}",
+                mapped.len()
+            ));
         }
         Ok(Verifier { issuers, mapped })
     }
@@ -156,6 +169,23 @@ impl Verifier {
     /// The issuers, in configuration order.
     pub fn issuers(&self) -> &[Issuer] {
         &self.issuers
+    }
+
+    /// Appends an empty line (`\r\n<name>: `) for every header a grant of
+    /// these issuers may carry beyond the identity headers: `X-Issuer` with
+    /// several issuers, and every mapped header. For a forward-style answer
+    /// without identity (`optional=1`): Caddy 2.6 hands a header missing
+    /// from the answer to the app as its placeholder text.
+    pub fn push_blank_headers(&self, out: &mut String) {
+        let issuer = (self.issuers.len() > 1).then_some("X-Issuer");
+        for name in issuer
+            .into_iter()
+            .chain(self.mapped.iter().map(String::as_str))
+        {
+            out.push_str("\r\n");
+            out.push_str(name);
+            out.push_str(": ");
+        }
     }
 
     /// The first issuer's keys (the only issuer's, usually; the browser

@@ -293,6 +293,24 @@ fn claim_headers_refuse_hostile_values_and_survive_deep_json() {
     assert_eq!(r.status, 200, "{r:?}");
     assert_eq!(r.header("X-Groups"), Some("g"));
     assert_eq!(r.header("X-Email"), Some(""));
+    // optional=1 without a token: every header an allow could carry, empty
+    // (Caddy 2.6 would pass a missing one on as its placeholder text).
+    let r = request(
+        d.addr,
+        "GET /forward?optional=1 HTTP/1.1\r\nHost: t\r\n\r\n",
+    )
+    .unwrap();
+    assert_eq!(r.status, 200, "{r:?}");
+    for name in [
+        "X-User-Id",
+        "X-Issuer",
+        "X-Email",
+        "X-Groups",
+        "X-Team",
+        "X-Roles",
+    ] {
+        assert_eq!(r.header(name), Some(""), "{name}: {r:?}");
+    }
 }
 
 /// Signs the payload text as it is (duplicate keys and all).

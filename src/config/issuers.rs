@@ -43,7 +43,7 @@ use crate::keys::jwk::VerifyingKey;
 use crate::keys::source::{is_private_url, JwksSource, KeySource};
 use crate::keys::state::KeyState;
 use crate::token::algorithms::{Algorithm, AlgorithmSet};
-use crate::token::claim_headers::{ClaimHeaders, PathSpec};
+use crate::token::claim_headers::{ClaimHeaders, PathSpec, MAX_MAPPED_HEADERS};
 use crate::token::claims::Validation;
 use crate::verify::Policy;
 
@@ -294,6 +294,21 @@ pub(super) fn resolve_issuers(s: &Settings, shared: &Shared) -> Result<Vec<Issue
             }
         }
         issuers.push(resolved);
+        // Every grant names every mapped header: bounded in all.
+        let mut names: Vec<String> = Vec::new();
+        for name in issuers.iter().flat_map(|i| i.headers.names()) {
+            if !names.iter().any(|n| n.eq_ignore_ascii_case(name)) {
+                names.push(name.to_string());
+            }
+        }
+        if names.len() > MAX_MAPPED_HEADERS {
+            return Err(format!(
+                "{}headers: {} different header names in all issuers' headers; at most \
+                 {MAX_MAPPED_HEADERS} (every answer carries each of them)",
+                entry.at_verify,
+                names.len()
+            ));
+        }
     }
     Ok(issuers)
 }
@@ -811,6 +826,22 @@ mod tests {
         assert!(err(&format!("{oidc}audiences = \"a\"\n")).contains("unknown field `audiences`"));
         assert!(err("[[issuers]]\nissuer = \"urn:partner\"\njwks_url = \"https://k.example/\"\naudience = \"a\"\n")
             .starts_with("issuers[0].name: required: the issuer \"urn:partner\" has no host"));
+        let mapping = |from: usize| -> String {
+            let pairs: Vec<String> = (from..from + 20)
+                .map(|n| format!("\"X-C{n}\" = \"c{n}\""))
+                .collect();
+            format!("headers = {{ {} }}\n", pairs.join(", "))
+        };
+        let two = |a: usize, b: usize| {
+            format!(
+                "{oidc}audience = \"a\"\nname = \"one\"\n{}[[issuers]]\n\
+                 issuer = \"https://two.example\"\naudience = \"a\"\n{}",
+                mapping(a),
+                mapping(b)
+            )
+        };
+        assert!(load(&two(0, 12)).is_ok(), "32 names in all");
+        assert!(err(&two(0, 13)).starts_with("issuers[1].headers: 33 different header names"));
         let many: String = (0..MAX_ISSUERS)
             .map(|i| format!("[[issuers]]\nissuer = \"https://i{i}.example\"\naudience = \"a\"\n"))
             .collect();

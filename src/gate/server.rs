@@ -17,7 +17,7 @@ use std::sync::Arc;
 
 use may_minihttp::{HttpService, HttpServiceFactory, Request, Response};
 
-use crate::gate::{Call, Gate, Style};
+use crate::gate::{Call, Decision, Gate, Style};
 use crate::verify::now_ms;
 
 /// Makes one [`AuthService`] per accepted connection.
@@ -78,6 +78,10 @@ impl AuthService {
             rsp.status_code(status as usize, reason_phrase(status));
         }
         decision.render_headers_in(style, &mut self.headers);
+        if style == Style::Forward && matches!(decision, Decision::Anonymous) {
+            // An allow names these too (see `Verifier::push_blank_headers`).
+            self.gate.verifier().push_blank_headers(&mut self.headers);
+        }
         if !self.headers.is_empty() {
             rsp.header(self.header_view());
         }
