@@ -525,9 +525,10 @@ fn check_lists_every_issuer_and_config_errors_name_the_entry() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("come from the config file only"));
 }
 
-/// A real nginx running the shipped `jwtgate-auth.conf` and
-/// `jwtgate-protect.conf` with the README's "Issuers" block for extra
-/// headers as the protected location; stopped on drop.
+/// A real nginx running the shipped snippets (`jwtgate-auth.conf` in the
+/// server, `jwtgate-protect.conf` in the location) with the README's
+/// "Issuers" block for extra headers as the protected location; stopped on
+/// drop.
 struct Nginx {
     child: std::process::Child,
     addr: std::net::SocketAddr,
@@ -547,9 +548,14 @@ impl Nginx {
         let d = dir.0.display();
         std::fs::create_dir_all(dir.path("jwtgate")).unwrap();
         std::fs::create_dir_all(dir.path("temp")).unwrap();
-        for name in ["jwtgate-auth.conf", "jwtgate-protect.conf"] {
-            let text = std::fs::read_to_string(repo_path(&format!("nginx/{name}"))).unwrap();
-            std::fs::write(dir.path(&format!("jwtgate/{name}")), text).unwrap();
+        // Every snippet, where the example site keeps them (they include
+        // one another by that path).
+        for entry in std::fs::read_dir(repo_path("nginx")).unwrap() {
+            let path = entry.unwrap().path();
+            let name = path.file_name().unwrap().to_str().unwrap().to_string();
+            if name.starts_with("jwtgate-") && name.ends_with(".conf") {
+                std::fs::copy(&path, dir.path(&format!("jwtgate/{name}"))).unwrap();
+            }
         }
         let port = free_port();
         let addr: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
