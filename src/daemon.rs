@@ -2,8 +2,9 @@
 //! asks of it.
 //!
 //! Threads: may's workers serve HTTP; one refresher thread per issuer does
-//! all key fetching (see [`crate::key_threads`]); with browser sign-in, a small pool exchanges handshake nonces
-//! with Clerk's Backend API; the caller's thread waits for [`Control`] messages. The binary
+//! all key fetching (see [`crate::key_threads`]); with browser sign-in, a
+//! small pool exchanges handshake nonces with Clerk's Backend API; the
+//! caller's thread waits for [`Control`] messages. The binary
 //! turns signals into them ([`signals`]): SIGHUP re-reads the config's key
 //! material and hands it to the refresher, which swaps it in only if it
 //! loads; SIGTERM and SIGINT stop. A test can drive the same loop
