@@ -18,6 +18,7 @@
 use std::borrow::Cow;
 
 use super::peek::{peek, Peek};
+use crate::token::scopes::js_space;
 
 /// The cookies the browser flow reads.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -315,21 +316,6 @@ fn decode_uri_component(s: &str) -> Option<String> {
         }
     }
     Some(out)
-}
-
-/// JavaScript's StrWhiteSpaceChar (WhiteSpace and LineTerminator).
-fn js_space(c: char) -> bool {
-    matches!(
-        c,
-        '\t' | '\n' | '\u{b}' | '\u{c}' | '\r' | ' ' | '\u{a0}' | '\u{1680}' | '\u{2000}'
-            ..='\u{200a}'
-                | '\u{2028}'
-                | '\u{2029}'
-                | '\u{202f}'
-                | '\u{205f}'
-                | '\u{3000}'
-                | '\u{feff}'
-    )
 }
 
 /// JavaScript's `Number(string)`: NaN when the text is not a numeric literal.

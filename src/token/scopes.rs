@@ -108,23 +108,25 @@ impl Mask {
 /// JavaScript's `String.prototype.trim`: WhiteSpace and LineTerminator,
 /// which is not Rust's `trim` (JS trims U+FEFF, Rust trims U+0085).
 pub fn js_trim(s: &str) -> &str {
-    fn js_space(c: char) -> bool {
-        matches!(
-            c,
-            '\u{9}'..='\u{d}'
-                | ' '
-                | '\u{a0}'
-                | '\u{1680}'
-                | '\u{2000}'..='\u{200a}'
-                | '\u{2028}'
-                | '\u{2029}'
-                | '\u{202f}'
-                | '\u{205f}'
-                | '\u{3000}'
-                | '\u{feff}'
-        )
-    }
     s.trim_matches(js_space)
+}
+
+/// JavaScript's StrWhiteSpaceChar: WhiteSpace and LineTerminator.
+pub fn js_space(c: char) -> bool {
+    matches!(
+        c,
+        '\u{9}'..='\u{d}'
+            | ' '
+            | '\u{a0}'
+            | '\u{1680}'
+            | '\u{2000}'..='\u{200a}'
+            | '\u{2028}'
+            | '\u{2029}'
+            | '\u{202f}'
+            | '\u{205f}'
+            | '\u{3000}'
+            | '\u{feff}'
+    )
 }
 
 #[cfg(test)]
