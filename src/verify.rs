@@ -56,6 +56,9 @@ pub struct Verified {
     /// issuers also `X-Issuer: <name>`, and every header any issuer maps
     /// claims to (this issuer's values, empty for the others').
     pub headers: String,
+    /// How many bytes at the start of `headers` are the identity's lines
+    /// (the rest, each line led by CRLF, are `X-Issuer` and mapped claims).
+    pub identity_len: usize,
     pub claims: Claims,
     /// The payload JSON as the issuer wrote it.
     pub payload: Vec<u8>,
@@ -272,6 +275,7 @@ impl Verifier {
         let identity = Identity::from_claims(&claims)?;
         let mut headers = String::with_capacity(128);
         identity.render_headers(&mut headers)?;
+        let identity_len = headers.len();
         if self.issuers.len() > 1 {
             headers.push_str("\r\nX-Issuer: ");
             headers.push_str(&issuer.name);
@@ -285,6 +289,7 @@ impl Verifier {
             issuer: index,
             identity,
             headers,
+            identity_len,
             claims,
             payload: jws.payload,
         })

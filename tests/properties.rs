@@ -22,7 +22,7 @@ use base64::engine::general_purpose::{STANDARD, URL_SAFE, URL_SAFE_NO_PAD};
 use base64::Engine;
 use jwtgate::config::{settings_from_toml, Config};
 use jwtgate::gate::metrics::Metrics;
-use jwtgate::gate::{Call, Gate, GateOptions};
+use jwtgate::gate::{Call, Decision, Gate, GateOptions, Source};
 use jwtgate::keys::jwk::{parse_jwks, VerifyingKey};
 use jwtgate::keys::source::KeySource;
 use jwtgate::keys::store::KeyStore;
@@ -198,7 +198,7 @@ fn gate(
 /// The gate's decision for a found token, its header block in `out`.
 fn authorize(g: &Gate, token: &str, out: &mut String) -> Result<(), TokenError> {
     let (grant, _) = g.authorize(token, NOW_MS)?;
-    out.push_str(&grant.headers);
+    Decision::allow(grant, Source::Verified).render_headers(out);
     Ok(())
 }
 

@@ -7,7 +7,8 @@
 //! every scope (and malformed lists), `fva` values on and around every
 //! preset's boundary and in malformed shapes; queries of every rule kind,
 //! some percent-encoded. Each pair is decided by jwtgate in process
-//! (`Facts::from_payload`, `RuleSet::parse`, `Requirement::holds`,
+//! (the facts kept as the cache keeps them, in a `Grant` beside the
+//! identity; `RuleSet::parse`, `Requirement::holds`,
 //! `RuleSet::evaluate`, the one-pass `rules::evaluate`,
 //! `Forbidden::write_clerk_error`) and by the SDK in
 //! one Node process (`tests/clerk/has.mjs`: `signedInAuthObject` of
@@ -30,7 +31,8 @@ use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
-use jwtgate::rules::{evaluate, Facts, Forbidden, Problem, Reason, Requirement, RuleSet, Verdict};
+use jwtgate::gate::grant::{Grant, GrantParts};
+use jwtgate::rules::{evaluate, Forbidden, Problem, Reason, Requirement, RuleSet, Verdict};
 use jwtgate::token::claims::Claims;
 use jwtgate::token::identity::Identity;
 use serde::Deserialize;
@@ -559,12 +561,22 @@ fn rules_agree_with_clerks_has() {
     for (i, (case, sdk)) in cases.iter().zip(&answers).enumerate() {
         let payload = serde_json::to_vec(&case.claims).unwrap();
         let claims = Claims::parse(&payload).unwrap();
-        assert!(
-            Identity::from_claims(&claims).is_ok(),
-            "case {i}: jwtgate would refuse this token, so it is no rules case: {}",
-            case.claims
-        );
-        let facts = Facts::from_payload(&payload);
+        let identity = Identity::from_claims(&claims).unwrap_or_else(|e| {
+            panic!(
+                "case {i}: jwtgate would refuse this token ({e}), so it is no rules case: {}",
+                case.claims
+            )
+        });
+        // As the gate keeps them: beside the identity, sharing its text.
+        let grant = Grant::new(GrantParts {
+            issuer: 0,
+            identity: &identity,
+            facts_from: Some(&claims),
+            extra_headers: "",
+            reuse_until_ms: 0,
+        })
+        .unwrap();
+        let facts = grant.facts("clerk");
         let show = |what: String| {
             format!(
                 "case {i}: {what}\n  claims {}\n  query  {}",

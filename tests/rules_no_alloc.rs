@@ -7,7 +7,7 @@ use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
 use std::hint::black_box;
 
-use jwtgate::rules::{evaluate, Facts, RuleSet, Verdict};
+use jwtgate::rules::{evaluate, OwnedFacts, RuleSet, Verdict};
 use serde_json::json;
 
 struct Counting;
@@ -41,14 +41,14 @@ fn allocations() -> u64 {
 
 #[test]
 fn parsing_and_evaluating_rules_allocates_nothing() {
-    let v1 = Facts::from_payload(
+    let v1 = OwnedFacts::from_payload(
         json!({"sub": "u", "org_id": "org_1", "org_role": "org:admin",
                "org_permissions": ["org:billing:manage"], "fea": "o:teams", "pla": "u:pro",
                "fva": [3, 30]})
         .to_string()
         .as_bytes(),
     );
-    let v2 = Facts::from_payload(
+    let v2 = OwnedFacts::from_payload(
         json!({"sub": "u", "v": 2, "fea": "o:dashboard,o:teams",
                "o": {"id": "org_1", "rol": "admin", "per": "manage,read", "fpm": "3,2"},
                "fva": [3, 30]})
@@ -73,7 +73,7 @@ fn parsing_and_evaluating_rules_allocates_nothing() {
     let mut outcomes = [0usize; 3];
     for _ in 0..100 {
         for query in queries {
-            for facts in [&v1, &v2] {
+            for facts in [&v1.facts(), &v2.facts()] {
                 out.clear();
                 match RuleSet::parse(black_box(query)) {
                     Ok(rules) => match rules.evaluate(facts) {

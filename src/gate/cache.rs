@@ -111,13 +111,7 @@ mod tests {
 
     fn entry(expires_ms: i64, generation: u64) -> Entry {
         Entry {
-            grant: Arc::new(Grant {
-                issuer: 0,
-                facts: crate::rules::Facts::broken(),
-                identity: Default::default(),
-                headers: "X-User-Id: user_1\r\nX-Session-Id: s".into(),
-                reuse_until_ms: expires_ms,
-            }),
+            grant: Arc::new(Grant::of_user("user_1", expires_ms)),
             generation,
         }
     }
@@ -127,8 +121,8 @@ mod tests {
         let cache = TokenCache::new(100).unwrap();
         let k = cache.key("a.b.c");
         cache.insert(k, entry(1_000, 7));
-        let hit = cache.get(k, 999, 7, |e| e.grant.headers.to_string());
-        assert_eq!(hit.as_deref(), Some("X-User-Id: user_1\r\nX-Session-Id: s"));
+        let hit = cache.get(k, 999, 7, |e| e.grant.user_id().to_string());
+        assert_eq!(hit.as_deref(), Some("user_1"));
         assert!(cache.get(k, 999, 8, |_| ()).is_none(), "new key set: miss");
         assert!(
             cache.get(k, 999, 7, |_| ()).is_none(),

@@ -23,42 +23,14 @@
 use std::fmt::Write as _;
 use std::sync::Arc;
 
+pub use super::grant::Grant;
 use crate::browser::Reason;
-use crate::rules::Facts;
 use crate::token::errors::TokenError;
-use crate::token::identity::{is_safe_header_value, Identity};
+use crate::token::identity::{is_safe_header_value, HEADER_NAMES};
 
 /// At most this many cookies travel with one answer (numbered headers
 /// `X-Jwtgate-Set-Cookie-1` to `-16` in the nginx style).
 pub const MAX_SET_COOKIES: usize = 16;
-
-/// The identity headers, in the order they are rendered.
-const IDENTITY_HEADERS: [&str; 7] = [
-    "X-User-Id",
-    "X-Session-Id",
-    "X-Org-Id",
-    "X-Org-Role",
-    "X-Org-Slug",
-    "X-Org-Permissions",
-    "X-Actor-Id",
-];
-
-/// An allowed identity, shared by every cache hit of its token.
-#[derive(Debug)]
-pub struct Grant {
-    /// The issuer that vouched for the token (an index into
-    /// [`crate::verify::Verifier::issuers`]).
-    pub issuer: usize,
-    pub identity: Identity,
-    /// What per-location rules read from the token (Clerk's `has()`).
-    pub facts: Facts,
-    /// The response header lines (identity headers and `X-Accel-Expires`),
-    /// CRLF-separated, rendered once when the token was verified.
-    pub headers: Box<str>,
-    /// Until when the decision may be reused (Unix ms): the token's `exp`,
-    /// capped at the configured decision TTL.
-    pub reuse_until_ms: i64,
-}
 
 /// How an allow was reached.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -199,27 +171,23 @@ impl Decision {
             Decision::Allow {
                 grant, set_cookies, ..
             } => {
+                push_grant(out, grant);
                 if set_cookies.is_empty() {
-                    out.push_str(&grant.headers);
+                    // nginx keeps an `@T` entry through the whole second T.
+                    let last_second = grant.reuse_until_ms.div_euclid(1000) - 1;
+                    let _ = write!(out, "\r\nX-Accel-Expires: @{last_second}");
                 } else {
                     // Never cached: see the module doc.
-                    let headers = &grant.headers;
-                    let cut = headers.rfind("X-Accel-Expires:").unwrap_or(headers.len());
-                    out.push_str(headers[..cut].trim_end_matches("\r\n"));
                     push_line(out, "X-Accel-Expires", "0");
                 }
                 if style == Style::Forward {
-                    for name in grant.identity.absent_headers() {
-                        out.push_str("\r\n");
-                        out.push_str(name);
-                        out.push_str(": ");
-                    }
+                    push_absent(out, grant);
                 }
                 push_cookies(out, style, set_cookies);
             }
             Decision::Anonymous if style == Style::Forward => {
                 // Every identity header, empty (see the module doc on Caddy).
-                for (i, name) in IDENTITY_HEADERS.iter().enumerate() {
+                for (i, name) in HEADER_NAMES.iter().enumerate() {
                     if i > 0 {
                         out.push_str("\r\n");
                     }
@@ -295,6 +263,34 @@ fn push_challenge(out: &mut String, reason: &str) {
     );
 }
 
+/// The identity's lines (`X-User-Id` always, the others when not empty),
+/// then the extra lines, as the verifier checked them.
+fn push_grant(out: &mut String, grant: &Grant) {
+    for (i, (name, value)) in HEADER_NAMES.iter().zip(grant.values()).enumerate() {
+        if i == 0 || !value.is_empty() {
+            if i > 0 {
+                out.push_str("\r\n");
+            }
+            out.push_str(name);
+            out.push_str(": ");
+            out.push_str(value);
+        }
+    }
+    out.push_str(grant.extra_headers());
+}
+
+/// Every identity header the grant has no value for, empty (see the module
+/// doc on Caddy).
+fn push_absent(out: &mut String, grant: &Grant) {
+    for (name, value) in HEADER_NAMES.iter().zip(grant.values()).skip(1) {
+        if value.is_empty() {
+            out.push_str("\r\n");
+            out.push_str(name);
+            out.push_str(": ");
+        }
+    }
+}
+
 /// One header line; a value that could break the header block is dropped
 /// (callers check values first; this is the last guard).
 fn push_line(out: &mut String, name: &str, value: &str) {
@@ -364,13 +360,7 @@ mod tests {
 
     #[test]
     fn an_allow_with_cookies_is_never_cached_and_a_browser_401_names_clerks_reason() {
-        let grant = Arc::new(Grant {
-            issuer: 0,
-            facts: crate::rules::Facts::broken(),
-            identity: Default::default(),
-            headers: "X-User-Id: u\r\nX-Accel-Expires: @1700000059".into(),
-            reuse_until_ms: 0,
-        });
+        let grant = Arc::new(Grant::of_user("u", 1_700_000_060_000));
         let mut out = String::new();
         Decision::allow(grant.clone(), Source::Cache).render_headers(&mut out);
         assert_eq!(out, "X-User-Id: u\r\nX-Accel-Expires: @1700000059");

@@ -387,7 +387,7 @@ mod tests {
                     source,
                     set_cookies,
                 } => {
-                    assert_eq!(grant.identity.user_id, "user_1");
+                    assert_eq!(grant.user_id(), "user_1");
                     assert_eq!(*source, want);
                     assert!(set_cookies.is_empty());
                 }

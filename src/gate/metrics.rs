@@ -619,13 +619,7 @@ mod tests {
     #[test]
     fn renders_counts_and_a_cumulative_histogram() {
         let m = Metrics::default();
-        let grant = std::sync::Arc::new(crate::gate::Grant {
-            issuer: 0,
-            facts: crate::rules::Facts::broken(),
-            identity: Default::default(),
-            headers: "".into(),
-            reuse_until_ms: 0,
-        });
+        let grant = std::sync::Arc::new(crate::gate::Grant::of_user("u", 0));
         let allow = Decision::allow(grant, Source::Verified);
         m.record_decision(&allow, Duration::from_micros(30));
         m.record_decision(

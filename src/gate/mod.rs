@@ -12,6 +12,7 @@
 pub mod cache;
 pub mod decision;
 pub mod extract;
+pub mod grant;
 pub mod handshake;
 pub mod metrics;
 pub mod original;
@@ -27,6 +28,7 @@ use crate::verify::Verifier;
 use cache::{Entry, TokenCache};
 pub use decision::{Decision, Forbidden, Grant, Redirect, RedirectKind, SignedOut, Source, Style};
 use extract::{find_bearer, find_token, Carrier};
+use grant::GrantParts;
 pub use handshake::Browser;
 use handshake::Trace;
 use metrics::Metrics;
@@ -137,7 +139,7 @@ impl Gate {
                 let found = find_token(headers.clone(), self.options.cookie_suffix.as_deref());
                 let carrier = found.as_ref().ok().map(|(_, carrier)| *carrier);
                 let decision = match found.and_then(|(token, _)| self.authorize(token, now_ms)) {
-                    Ok((grant, source)) => match rules.evaluate(&grant.facts) {
+                    Ok((grant, source)) => match rules.evaluate(&self.facts(&grant)) {
                         Verdict::Allow => Decision::allow(grant, source),
                         Verdict::Forbidden(refusal) => forbidden(&refusal),
                     },
@@ -157,7 +159,7 @@ impl Gate {
                     let (decision, trace) =
                         self.decide_browser(browser, &original, headers.clone(), bearer, now_ms);
                     let carrier = bearer.map_or(Carrier::Cookie, |_| Carrier::Header);
-                    (with_rules(&rules, decision), Some(carrier), trace)
+                    (self.with_rules(&rules, decision), Some(carrier), trace)
                 }
             },
         };
@@ -213,25 +215,50 @@ impl Gate {
         let reuse_until_ms = exp_secs
             .saturating_mul(1000)
             .min(now_ms.saturating_add(ttl_ms));
-        let mut headers = verified.headers;
-        let _ = write!(
-            headers,
-            "\r\nX-Accel-Expires: @{}",
-            reuse_until_ms.div_euclid(1000) - 1
-        );
         let issuer = &self.verifier.issuers()[verified.issuer];
-        let facts = if issuer.clerk_facts {
-            Facts::from_claims(&verified.claims)
-        } else {
-            Facts::default()
-        };
-        Ok(Arc::new(Grant {
+        let grant = Grant::new(GrantParts {
             issuer: verified.issuer,
-            facts: facts.with_issuer(&issuer.name),
-            identity: verified.identity,
-            headers: headers.into_boxed_str(),
+            identity: &verified.identity,
+            facts_from: issuer.clerk_facts.then_some(&verified.claims),
+            extra_headers: &verified.headers[verified.identity_len..],
             reuse_until_ms,
-        }))
+        })
+        .ok_or(TokenError::UnsafeHeaderValue)?;
+        Ok(Arc::new(grant))
+    }
+
+    /// A browser decision under the location's rules: a signed-in browser
+    /// must pass them; with `optional=1` a browser that is not signed in is let
+    /// through anonymously instead of being refused or sent to sign in (a
+    /// handshake, which renews a signed-in user's session, and the way back
+    /// from it still happen).
+    fn with_rules(&self, rules: &RuleSet, decision: Decision) -> Decision {
+        match decision {
+            Decision::Allow {
+                grant,
+                source,
+                set_cookies,
+            } => match rules.evaluate(&self.facts(&grant)) {
+                Verdict::Allow => Decision::Allow {
+                    grant,
+                    source,
+                    set_cookies,
+                },
+                Verdict::Forbidden(refusal) => forbidden(&refusal),
+            },
+            Decision::Redirect(r)
+                if matches!(r.kind, RedirectKind::Handshake | RedirectKind::Return) =>
+            {
+                Decision::Redirect(r)
+            }
+            _ if rules.is_optional() => Decision::Anonymous,
+            other => other,
+        }
+    }
+
+    /// The rule facts of a grant (with its issuer's name).
+    fn facts<'a>(&'a self, grant: &'a Grant) -> Facts<'a> {
+        grant.facts(&self.verifier.issuers()[grant.issuer].name)
     }
 }
 
@@ -282,35 +309,6 @@ impl<'a> Call<'a> {
     }
 }
 
-/// A browser decision under the location's rules: a signed-in browser
-/// must pass them; with `optional=1` a browser that is not signed in is let
-/// through anonymously instead of being refused or sent to sign in (a
-/// handshake, which renews a signed-in user's session, and the way back
-/// from it still happen).
-fn with_rules(rules: &RuleSet, decision: Decision) -> Decision {
-    match decision {
-        Decision::Allow {
-            grant,
-            source,
-            set_cookies,
-        } => match rules.evaluate(&grant.facts) {
-            Verdict::Allow => Decision::Allow {
-                grant,
-                source,
-                set_cookies,
-            },
-            Verdict::Forbidden(refusal) => forbidden(&refusal),
-        },
-        Decision::Redirect(r)
-            if matches!(r.kind, RedirectKind::Handshake | RedirectKind::Return) =>
-        {
-            Decision::Redirect(r)
-        }
-        _ if rules.is_optional() => Decision::Anonymous,
-        other => other,
-    }
-}
-
 /// The 403 for a signed-in user who fails a rule; the header lines come
 /// from the rule grammar's fixed words, so they are header-safe.
 fn forbidden(refusal: &crate::rules::Forbidden<'_>) -> Decision {
@@ -348,8 +346,8 @@ fn log_decision(
             set_cookies,
         } => log::debug!(
             "allow sub={} sid={}{} carrier={carrier} cached={} cookies={}{exchange} method={method} uri={uri}",
-            grant.identity.user_id,
-            grant.identity.session_id.as_deref().unwrap_or("-"),
+            grant.user_id(),
+            grant.session_id().unwrap_or("-"),
             match verifier.issuers() {
                 [_] => String::new(),
                 all => format!(" issuer={}", all[grant.issuer].name),

@@ -295,14 +295,16 @@ impl Forbidden<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::rules::facts::OwnedFacts;
     use serde_json::{json, Value as J};
 
-    fn facts(v: J) -> Facts {
-        Facts::from_payload(v.to_string().as_bytes())
+    fn facts(v: J) -> OwnedFacts {
+        OwnedFacts::from_payload(v.to_string().as_bytes())
     }
 
     /// Both ways of evaluating, which must agree.
-    fn verdict<'q>(query: &'q str, f: &Facts) -> Result<(), Forbidden<'q>> {
+    fn verdict<'q>(query: &'q str, f: &OwnedFacts) -> Result<(), Forbidden<'q>> {
+        let f = &f.facts();
         let stored = RuleSet::parse(query).unwrap().evaluate(f);
         assert_eq!(evaluate(query, f), Ok(stored), "{query}");
         match stored {
@@ -311,15 +313,15 @@ mod tests {
         }
     }
 
-    fn allows(query: &str, f: &Facts) -> bool {
+    fn allows(query: &str, f: &OwnedFacts) -> bool {
         verdict(query, f).is_ok()
     }
 
-    fn reason(query: &str, f: &Facts) -> Option<Reason> {
+    fn reason(query: &str, f: &OwnedFacts) -> Option<Reason> {
         verdict(query, f).err().map(|x| x.reason)
     }
 
-    fn admin_v1() -> Facts {
+    fn admin_v1() -> OwnedFacts {
         facts(
             json!({"sub": "u", "org_id": "org_1", "org_role": "org:admin",
                      "org_permissions": ["org:billing:manage", "org:sys_memberships:manage"],
@@ -341,7 +343,7 @@ mod tests {
             Some(Reason::WrongIssuer)
         );
         // Another issuer's token next to Clerk's: no Clerk facts, only its name.
-        let partner = Facts::default().with_issuer("partner");
+        let partner = OwnedFacts::default().with_issuer("partner");
         assert!(allows("issuer=partner", &partner));
         assert_eq!(
             reason("issuer=partner&role=admin", &partner),
@@ -353,7 +355,10 @@ mod tests {
         );
         // Broken facts fail everything, the issuer too.
         assert_eq!(
-            reason("issuer=partner", &Facts::broken().with_issuer("partner")),
+            reason(
+                "issuer=partner",
+                &OwnedFacts::broken().with_issuer("partner")
+            ),
             Some(Reason::WrongIssuer)
         );
         let mut out = String::new();
@@ -492,10 +497,13 @@ mod tests {
             "role=a&optional=1",
         ] {
             let parsed = RuleSet::parse(q).map(|_| ()).unwrap_err();
-            assert_eq!(evaluate(q, &f).map(|_| ()), Err(parsed), "{q}");
+            assert_eq!(evaluate(q, &f.facts()).map(|_| ()), Err(parsed), "{q}");
         }
-        assert_eq!(evaluate("optional=1", &f), Ok(Verdict::Allow));
-        assert_eq!(evaluate("", &Facts::broken()), Ok(Verdict::Allow));
+        assert_eq!(evaluate("optional=1", &f.facts()), Ok(Verdict::Allow));
+        assert_eq!(
+            evaluate("", &OwnedFacts::broken().facts()),
+            Ok(Verdict::Allow)
+        );
     }
 
     proptest::proptest! {
@@ -517,8 +525,8 @@ mod tests {
             ];
             for payload in payloads {
                 let f = facts(payload);
-                let stored = RuleSet::parse(&query).map(|set| set.evaluate(&f));
-                proptest::prop_assert_eq!(evaluate(&query, &f), stored);
+                let stored = RuleSet::parse(&query).map(|set| set.evaluate(&f.facts()));
+                proptest::prop_assert_eq!(evaluate(&query, &f.facts()), stored);
                 if let Ok(Verdict::Forbidden(x)) = stored {
                     let mut out = String::new();
                     x.write_headers(&mut out);
@@ -533,7 +541,7 @@ mod tests {
 
     #[test]
     fn broken_facts_fail_everything() {
-        let f = Facts::broken();
+        let f = OwnedFacts::broken();
         for q in [
             "org=required",
             "role=admin",
@@ -552,7 +560,7 @@ mod tests {
         let f = facts(json!({"fva": [30, -1], "org_id": "o"}));
         let headers = |q: &str| {
             let set = RuleSet::parse(q).unwrap();
-            let Verdict::Forbidden(x) = set.evaluate(&f) else {
+            let Verdict::Forbidden(x) = set.evaluate(&f.facts()) else {
                 panic!("{q}")
             };
             let mut out = String::new();
@@ -585,7 +593,7 @@ mod tests {
         }
         let mut out = String::from("X-Existing: 1");
         let set = RuleSet::parse("org=required&feature=x").unwrap();
-        let Verdict::Forbidden(x) = set.evaluate(&f) else {
+        let Verdict::Forbidden(x) = set.evaluate(&f.facts()) else {
             panic!()
         };
         x.write_headers(&mut out);

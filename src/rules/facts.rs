@@ -49,11 +49,13 @@ pub const FACT_CLAIMS: [&str; 8] = [
     "org_permissions",
 ];
 
-/// The authorization data of one verified token, compact for the cache:
-/// every string (role, permissions, features, plans) in one buffer, with
-/// a table of spans saying what each one is. Two allocations per token.
+/// What `has()` reads from one verified token, compact for the cache:
+/// flags, and a table of spans into a text the caller keeps (the cached
+/// grant's), so that a string the text already holds (a permission inside
+/// the `X-Org-Permissions` value, the role inside `org:admin`) is not
+/// stored twice. One allocation (the table), none without entries.
 #[derive(Clone, Debug, Default, PartialEq)]
-pub struct Facts {
+pub struct FactTable {
     /// Every requirement fails (see the module docs).
     broken: bool,
     /// An active organization (the auth object's `orgId` truthy).
@@ -64,17 +66,34 @@ pub struct Facts {
     role: Option<Span>,
     /// `fva`: minutes since the first and the second factor, `-1` for none.
     fva: Option<(f64, f64)>,
-    /// The name of the issuer that vouched for the token (`issuer=`; set
-    /// by the gate with [`Facts::with_issuer`]).
-    issuer: Option<Span>,
-    text: Box<str>,
     items: Box<[Item]>,
 }
 
+/// Facts to check requirements against: a [`FactTable`] with its text,
+/// and the name of the issuer that vouched for the token (what an
+/// `issuer=` rule compares). Borrowed, so checking allocates nothing.
+#[derive(Clone, Copy, Debug)]
+pub struct Facts<'a> {
+    table: &'a FactTable,
+    text: &'a str,
+    issuer: Option<&'a str>,
+}
+
+/// A [`FactTable`] with a text of its own: for tests, fuzzing and
+/// one-off checks, where sharing the text does not matter.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct OwnedFacts {
+    table: FactTable,
+    text: String,
+    issuer: Option<String>,
+}
+
+/// Where a string lies in the text (16 bits: the identity's values, at
+/// most [`MAX_FACTS_BYTES`] of facts and the mapped headers all fit).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 struct Span {
-    start: u32,
-    end: u32,
+    start: u16,
+    end: u16,
 }
 
 /// What an entry of [`Facts`] is.
@@ -99,20 +118,25 @@ struct Item {
     span: Span,
 }
 
-/// Most bytes of strings in one [`Facts`]; beyond, the facts are broken.
-/// (A v2 token's bit masks can name far more permissions than the token
-/// is long; real ones stay under 1 KiB, the identity header's limit.)
+/// Most bytes of strings in one [`FactTable`]; beyond, the facts are
+/// broken. (A v2 token's bit masks can name far more permissions than the
+/// token is long; real ones stay under 1 KiB, the identity header's limit.)
 pub const MAX_FACTS_BYTES: usize = 16 * 1024;
-/// Most entries in one [`Facts`]; beyond, the facts are broken.
+/// Most entries in one [`FactTable`]; beyond, the facts are broken.
 pub const MAX_FACTS_ENTRIES: usize = 2048;
 
-/// Builds the buffer and the table of a [`Facts`], within the limits.
-struct Builder {
-    text: String,
+/// Builds a [`FactTable`] and appends its new strings to the text,
+/// within the limits.
+struct Builder<'t> {
+    text: &'t mut String,
+    /// A string found in `text[..shared]` is pointed at, not copied.
+    shared: usize,
+    /// Bytes of strings the facts hold, shared or not (the limit's measure).
+    bytes: usize,
     items: Vec<Item>,
 }
 
-impl Builder {
+impl Builder<'_> {
     fn push(&mut self, kind: Kind, parts: &[&str]) -> Result<(), Broken> {
         if self.items.len() == MAX_FACTS_ENTRIES {
             return Err(Broken);
@@ -124,16 +148,26 @@ impl Builder {
 
     fn append(&mut self, parts: &[&str]) -> Result<Span, Broken> {
         let len: usize = parts.iter().map(|p| p.len()).sum();
-        if self.text.len() + len > MAX_FACTS_BYTES {
+        self.bytes += len;
+        if self.bytes > MAX_FACTS_BYTES {
             return Err(Broken);
         }
-        let start = self.text.len() as u32;
+        let start = self.text.len();
         for part in parts {
             self.text.push_str(part);
         }
+        let (new, old) = (&self.text[start..], &self.text[..self.shared]);
+        let start = match old.find(new) {
+            Some(found) => {
+                self.text.truncate(start);
+                found
+            }
+            None => start,
+        };
+        let span = |at: usize| u16::try_from(at).map_err(|_| Broken);
         Ok(Span {
-            start,
-            end: self.text.len() as u32,
+            start: span(start)?,
+            end: span(start + len)?,
         })
     }
 }
@@ -174,30 +208,14 @@ struct Sources<'a> {
 /// A claim's type is not what the SDK reads: the facts are broken.
 struct Broken;
 
-impl Facts {
-    /// The facts of a verified token's payload (the JSON claims). Never
-    /// fails: an unreadable payload gives broken facts. This parses the
-    /// payload again; [`Facts::from_claims`] reuses the verifier's parse.
-    pub fn from_payload(payload: &[u8]) -> Facts {
-        match parse_object::<Payload>(payload) {
-            Ok(p) => Facts::from_sources(Sources {
-                v: p.v.as_ref(),
-                o: p.o.as_ref(),
-                fea: p.fea.as_ref(),
-                pla: p.pla.as_ref(),
-                fva: p.fva.as_ref(),
-                org_id: p.org_id.as_ref(),
-                org_role: p.org_role.as_ref(),
-                org_permissions: p.org_permissions.as_ref(),
-            }),
-            Err(_) => Facts::broken(),
-        }
-    }
-
-    /// The same facts from claims the verifier already parsed: about a
-    /// third of the cost of [`Facts::from_payload`].
-    pub fn from_claims(claims: &Claims) -> Facts {
-        Facts::from_sources(Sources {
+impl FactTable {
+    /// The facts of claims the verifier parsed. Their strings are appended
+    /// to `text` unless `text[..shared]` already holds them (the cache
+    /// shares the identity's values this way); spans point into `text`.
+    /// Never fails: facts it cannot read are broken, and so is a `text`
+    /// longer than 64 KiB.
+    pub fn from_claims(claims: &Claims, text: &mut String, shared: usize) -> FactTable {
+        let sources = Sources {
             v: claims.v.as_ref(),
             o: claims.o.as_ref(),
             fea: claims.fea.as_ref(),
@@ -206,18 +224,53 @@ impl Facts {
             org_id: claims.org_id.as_ref(),
             org_role: claims.org_role.as_ref(),
             org_permissions: claims.org_permissions.as_ref(),
-        })
+        };
+        FactTable::from_sources(sources, text, shared)
     }
 
-    fn from_sources(sources: Sources<'_>) -> Facts {
-        Facts::from_parsed(&sources).unwrap_or_else(|Broken| Facts::broken())
+    /// The same from the payload JSON (parsed again; for tests and fuzzing,
+    /// where no [`Claims`] are at hand).
+    pub fn from_payload(payload: &[u8], text: &mut String, shared: usize) -> FactTable {
+        match parse_object::<Payload>(payload) {
+            Ok(p) => {
+                let sources = Sources {
+                    v: p.v.as_ref(),
+                    o: p.o.as_ref(),
+                    fea: p.fea.as_ref(),
+                    pla: p.pla.as_ref(),
+                    fva: p.fva.as_ref(),
+                    org_id: p.org_id.as_ref(),
+                    org_role: p.org_role.as_ref(),
+                    org_permissions: p.org_permissions.as_ref(),
+                };
+                FactTable::from_sources(sources, text, shared)
+            }
+            Err(_) => FactTable::broken(),
+        }
+    }
+
+    fn from_sources(sources: Sources<'_>, text: &mut String, shared: usize) -> FactTable {
+        let length = text.len();
+        let mut b = Builder {
+            text: &mut *text,
+            shared: shared.min(length),
+            bytes: 0,
+            items: Vec::new(),
+        };
+        match FactTable::from_parsed(&sources, &mut b) {
+            Ok(table) => table,
+            Err(Broken) => {
+                text.truncate(length);
+                FactTable::broken()
+            }
+        }
     }
 
     /// Facts on which every requirement fails.
-    pub fn broken() -> Facts {
-        Facts {
+    pub fn broken() -> FactTable {
+        FactTable {
             broken: true,
-            ..Facts::default()
+            ..FactTable::default()
         }
     }
 
@@ -226,86 +279,132 @@ impl Facts {
         self.broken
     }
 
-    /// An active organization.
-    pub(super) fn has_org(&self) -> bool {
-        self.org
-    }
-
-    /// The org role without `org:` prefixes.
-    pub(super) fn role(&self) -> Option<&str> {
-        self.role.map(|span| self.str(span))
-    }
-
-    pub(super) fn fva(&self) -> Option<(f64, f64)> {
-        self.fva
-    }
-
-    /// The name of the issuer that vouched for the token, if the gate said.
-    pub(super) fn issuer(&self) -> Option<&str> {
-        self.issuer.map(|span| self.str(span))
-    }
-
-    /// These facts, for a token the issuer named `name` vouched for (what
-    /// an `issuer=` rule compares). One more allocation, at verification.
-    pub fn with_issuer(mut self, name: &str) -> Facts {
-        let mut text = String::with_capacity(self.text.len() + name.len());
-        text.push_str(&self.text);
-        let start = text.len();
-        text.push_str(name);
-        if let (Ok(start), Ok(end)) = (u32::try_from(start), u32::try_from(text.len())) {
-            self.issuer = Some(Span { start, end });
-            self.text = text.into_boxed_str();
-        }
-        self
-    }
-
-    /// The entries of one kind, in claim order.
-    pub(super) fn entries(&self, kind: Kind) -> impl Iterator<Item = &str> + '_ {
-        self.items
-            .iter()
-            .filter(move |item| item.kind == kind)
-            .map(|item| self.str(item.span))
-    }
-
-    fn str(&self, span: Span) -> &str {
-        self.text
-            .get(span.start as usize..span.end as usize)
-            .unwrap_or_default()
-    }
-
-    /// Bytes of heap this value holds (for cache sizing).
+    /// Bytes of heap this table holds (for cache sizing).
     pub fn heap_bytes(&self) -> usize {
-        self.text.len() + std::mem::size_of_val(&*self.items)
+        std::mem::size_of_val(&*self.items)
     }
 
-    fn from_parsed(p: &Sources<'_>) -> Result<Facts, Broken> {
+    fn from_parsed(p: &Sources<'_>, b: &mut Builder<'_>) -> Result<FactTable, Broken> {
         let fea = string_or_other(p.fea);
         let pla = string_or_other(p.pla);
-        let mut b = Builder {
-            text: String::with_capacity(2 * (fea.len() + pla.len()) + 32),
-            items: Vec::with_capacity(8),
-        };
         let is_v2 = matches!(p.v, Some(Json::Number(n)) if *n == 2.0);
-        let (org, role) = if is_v2 {
-            org_v2(p, &mut b)?
-        } else {
-            org_v1(p, &mut b)?
-        };
-        push_scoped(&mut b, fea, Kind::OrgFeature, Kind::UserFeature)?;
-        push_scoped(&mut b, pla, Kind::OrgPlan, Kind::UserPlan)?;
-        Ok(Facts {
+        let (org, role) = if is_v2 { org_v2(p, b)? } else { org_v1(p, b)? };
+        push_scoped(b, fea, Kind::OrgFeature, Kind::UserFeature)?;
+        push_scoped(b, pla, Kind::OrgPlan, Kind::UserPlan)?;
+        Ok(FactTable {
             broken: false,
             org,
             role,
             fva: fva(p.fva),
-            issuer: None,
-            text: b.text.into_boxed_str(),
-            items: b.items.into_boxed_slice(),
+            items: std::mem::take(&mut b.items).into_boxed_slice(),
         })
     }
 }
 
-/// `None`/`null` as absent, a string as itself, anything else broken.
+impl<'a> Facts<'a> {
+    /// `table` with the text its spans point into, for a token `issuer`
+    /// (the issuer's name) vouched for.
+    pub fn new(table: &'a FactTable, text: &'a str, issuer: Option<&'a str>) -> Facts<'a> {
+        Facts {
+            table,
+            text,
+            issuer,
+        }
+    }
+
+    /// Whether every requirement fails on these facts.
+    pub fn is_broken(&self) -> bool {
+        self.table.broken
+    }
+
+    /// An active organization.
+    pub(super) fn has_org(&self) -> bool {
+        self.table.org
+    }
+
+    /// The org role without `org:` prefixes.
+    pub(super) fn role(&self) -> Option<&'a str> {
+        self.table.role.map(|span| self.str(span))
+    }
+
+    pub(super) fn fva(&self) -> Option<(f64, f64)> {
+        self.table.fva
+    }
+
+    /// The name of the issuer that vouched for the token, if the gate said.
+    pub(super) fn issuer(&self) -> Option<&'a str> {
+        self.issuer
+    }
+
+    /// The entries of one kind, in claim order.
+    pub(super) fn entries(&self, kind: Kind) -> impl Iterator<Item = &'a str> + 'a {
+        let text = self.text;
+        self.table
+            .items
+            .iter()
+            .filter(move |item| item.kind == kind)
+            .map(move |item| span_str(text, item.span))
+    }
+
+    fn str(&self, span: Span) -> &'a str {
+        span_str(self.text, span)
+    }
+}
+
+fn span_str(text: &str, span: Span) -> &str {
+    text.get(span.start as usize..span.end as usize)
+        .unwrap_or_default()
+}
+
+impl OwnedFacts {
+    /// The facts of a payload (the JSON claims). Never fails: an
+    /// unreadable payload gives broken facts.
+    pub fn from_payload(payload: &[u8]) -> OwnedFacts {
+        let mut text = String::new();
+        let table = FactTable::from_payload(payload, &mut text, 0);
+        OwnedFacts {
+            table,
+            text,
+            issuer: None,
+        }
+    }
+
+    /// The same from claims the verifier already parsed.
+    pub fn from_claims(claims: &Claims) -> OwnedFacts {
+        let mut text = String::new();
+        let table = FactTable::from_claims(claims, &mut text, 0);
+        OwnedFacts {
+            table,
+            text,
+            issuer: None,
+        }
+    }
+
+    /// Facts on which every requirement fails.
+    pub fn broken() -> OwnedFacts {
+        OwnedFacts {
+            table: FactTable::broken(),
+            ..OwnedFacts::default()
+        }
+    }
+
+    /// These facts, for a token the issuer named `name` vouched for.
+    pub fn with_issuer(mut self, name: &str) -> OwnedFacts {
+        self.issuer = Some(name.to_string());
+        self
+    }
+
+    /// The facts to check requirements against.
+    pub fn facts(&self) -> Facts<'_> {
+        Facts::new(&self.table, &self.text, self.issuer.as_deref())
+    }
+
+    /// Whether every requirement fails on these facts.
+    pub fn is_broken(&self) -> bool {
+        self.table.broken
+    }
+}
+
 fn string(value: Option<&Json>) -> Result<Option<&str>, Broken> {
     match value {
         None | Some(Json::Null) => Ok(None),
@@ -430,12 +529,12 @@ mod tests {
     use super::*;
     use serde_json::{json, Value};
 
-    fn facts(v: Value) -> Facts {
-        Facts::from_payload(v.to_string().as_bytes())
+    fn facts(v: Value) -> OwnedFacts {
+        OwnedFacts::from_payload(v.to_string().as_bytes())
     }
 
-    fn all(f: &Facts, kind: Kind) -> Vec<&str> {
-        f.entries(kind).collect()
+    fn all(f: &OwnedFacts, kind: Kind) -> Vec<&str> {
+        f.facts().entries(kind).collect()
     }
 
     #[test]
@@ -444,8 +543,8 @@ mod tests {
             json!({"sub": "u", "org_id": "org_1", "org_role": "org:admin",
                               "org_permissions": ["org:a:read", "b:write"]}),
         );
-        assert!(f.has_org());
-        assert_eq!(f.role(), Some("admin"));
+        assert!(f.facts().has_org());
+        assert_eq!(f.facts().role(), Some("admin"));
         assert_eq!(all(&f, Kind::Permission), ["org:a:read", "b:write"]);
         // No org id, or an empty one: no org at all.
         for v in [
@@ -453,12 +552,13 @@ mod tests {
             json!({"org_id": "", "org_role": "org:admin"}),
         ] {
             let f = facts(v);
-            assert!(!f.has_org() && f.role().is_none());
+            assert!(!f.facts().has_org() && f.facts().role().is_none());
             assert_eq!(all(&f, Kind::Permission), Vec::<&str>::new());
         }
         // An unprefixed or doubly prefixed role is the same role.
         let role = |r: &str| {
             facts(json!({"org_id": "o", "org_role": r}))
+                .facts()
                 .role()
                 .map(str::to_string)
         };
@@ -472,8 +572,8 @@ mod tests {
     fn v2_permissions_decode_as_the_sdk_does() {
         let f = facts(json!({"v": 2, "fea": "o:dashboard,u:billing,o:teams",
             "o": {"id": "org_1", "rol": "admin", "per": "manage,read", "fpm": "3,2"}}));
-        assert!(f.has_org());
-        assert_eq!(f.role(), Some("admin"));
+        assert!(f.facts().has_org());
+        assert_eq!(f.facts().role(), Some("admin"));
         // The mask index counts org-scoped features only.
         assert_eq!(
             all(&f, Kind::Permission),
@@ -485,7 +585,11 @@ mod tests {
         );
         assert_eq!(all(&f, Kind::OrgFeature), ["dashboard", "teams"]);
         assert_eq!(all(&f, Kind::UserFeature), ["billing"]);
-        assert!(f.heap_bytes() < 200, "{}", f.heap_bytes());
+        assert!(
+            (f.table.heap_bytes() + f.text.len()) < 200,
+            "{}",
+            (f.table.heap_bytes() + f.text.len())
+        );
     }
 
     #[test]
@@ -543,13 +647,40 @@ mod tests {
         let f = facts(json!({"v": 2, "fea": fea[..20].join(","),
                              "o": {"id": "o", "per": names.join(","), "fpm": masks}}));
         assert!(!f.is_broken());
-        assert_eq!(f.entries(Kind::Permission).count(), 20 * 70);
+        assert_eq!(f.facts().entries(Kind::Permission).count(), 20 * 70);
         let many: Vec<String> = (0..MAX_FACTS_ENTRIES + 1)
             .map(|i| format!("u:{i}"))
             .collect();
         assert!(facts(json!({ "pla": many.join(",") })).is_broken());
         let long = format!("u:{}", "x".repeat(MAX_FACTS_BYTES + 1));
         assert!(facts(json!({ "fea": long })).is_broken());
+    }
+
+    #[test]
+    fn strings_the_text_holds_are_shared_not_copied() {
+        let parse = |v: Value| Claims::parse(v.to_string().as_bytes()).unwrap();
+        let claims = parse(json!({"org_id": "o", "org_role": "org:admin",
+                                  "org_permissions": ["org:a:read"], "fea": "u:x,o:a"}));
+        let mut text = String::from("org:adminorg:a:read");
+        let table = FactTable::from_claims(&claims, &mut text, 19);
+        assert_eq!(text, "org:adminorg:a:readx", "only the feature x is new");
+        let f = Facts::new(&table, &text, None);
+        assert_eq!(f.role(), Some("admin"));
+        assert_eq!(
+            f.entries(Kind::Permission).collect::<Vec<_>>(),
+            ["org:a:read"]
+        );
+        assert_eq!(f.entries(Kind::UserFeature).collect::<Vec<_>>(), ["x"]);
+        assert_eq!(f.entries(Kind::OrgFeature).collect::<Vec<_>>(), ["a"]);
+        // Beyond `shared`, nothing is reused; broken facts add nothing.
+        let mut text = String::from("org:a:read");
+        let table = FactTable::from_claims(&claims, &mut text, 0);
+        assert_eq!(text, "org:a:readorg:a:readadminxa");
+        assert!(!table.is_broken());
+        let mut text = String::from("kept");
+        let broken = parse(json!({"v": 2, "o": {"id": "o", "rol": "admin"}, "fea": "o:a,bad"}));
+        assert!(FactTable::from_claims(&broken, &mut text, 4).is_broken());
+        assert_eq!(text, "kept");
     }
 
     #[test]
@@ -593,7 +724,7 @@ mod tests {
 
     #[test]
     fn fva_needs_two_valid_ages() {
-        let fva_of = |v: Value| facts(json!({ "fva": v })).fva();
+        let fva_of = |v: Value| facts(json!({ "fva": v })).facts().fva();
         assert_eq!(fva_of(json!([3, -1])), Some((3.0, -1.0)));
         assert_eq!(fva_of(json!([0.5, 0])), Some((0.5, 0.0)));
         for bad in [
@@ -609,7 +740,7 @@ mod tests {
         ] {
             assert_eq!(fva_of(bad.clone()), None, "{bad}");
         }
-        assert_eq!(facts(json!({})).fva(), None);
+        assert_eq!(facts(json!({})).facts().fva(), None);
     }
 
     #[test]
@@ -628,8 +759,8 @@ mod tests {
             let bytes = payload.to_string();
             let claims = Claims::parse(bytes.as_bytes()).unwrap();
             assert_eq!(
-                Facts::from_claims(&claims),
-                Facts::from_payload(bytes.as_bytes()),
+                OwnedFacts::from_claims(&claims),
+                OwnedFacts::from_payload(bytes.as_bytes()),
                 "{payload}"
             );
         }
@@ -651,11 +782,11 @@ mod tests {
         ] {
             assert!(facts(v.clone()).is_broken(), "{v}");
         }
-        assert!(Facts::from_payload(b"not json").is_broken());
-        assert!(Facts::from_payload(br#"{"fva":[1,2],"fva":[1,2]}"#).is_broken());
+        assert!(OwnedFacts::from_payload(b"not json").is_broken());
+        assert!(OwnedFacts::from_payload(br#"{"fva":[1,2],"fva":[1,2]}"#).is_broken());
         // v2 ignores the v1 claims, and v1 ignores `o`.
-        assert!(!facts(json!({"v": 2, "org_id": "o"})).has_org());
-        assert!(!facts(json!({"o": {"id": "o"}})).has_org());
-        assert!(facts(json!({"v": "2", "org_id": "o"})).has_org());
+        assert!(!facts(json!({"v": 2, "org_id": "o"})).facts().has_org());
+        assert!(!facts(json!({"o": {"id": "o"}})).facts().has_org());
+        assert!(facts(json!({"v": "2", "org_id": "o"})).facts().has_org());
     }
 }

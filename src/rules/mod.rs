@@ -13,9 +13,11 @@
 //!   cannot enforce is a [`RuleError`], an operator error that must never
 //!   turn into a 200. Parsing borrows from the query and never allocates,
 //!   so no cache is needed.
-//! - [`Facts::from_payload`] works out, once per verified token, what
-//!   `has()` reads from the claims (v1 and v2, see [`facts`]). It
-//!   allocates; keep the facts with the cached verification.
+//! - [`FactTable::from_claims`] works out, once per verified token, what
+//!   `has()` reads from the claims (v1 and v2, see [`facts`]), as spans
+//!   into a text the caller keeps (the cached grant's). It allocates; keep
+//!   the table with the cached verification, and check rules against a
+//!   borrowed [`Facts`] view.
 //! - [`RuleSet::evaluate`] gives [`Verdict::Allow`] or
 //!   [`Verdict::Forbidden`] with a [`Reason`]; [`evaluate`] does both
 //!   steps in one pass for the hot path. Neither allocates, and
@@ -31,7 +33,7 @@ pub mod parse;
 pub mod value;
 
 pub use eval::{evaluate, Forbidden, Reason, Verdict, REASON_HEADER, REVERIFICATION_HEADER};
-pub use facts::{Facts, FACT_CLAIMS};
+pub use facts::{FactTable, Facts, OwnedFacts, FACT_CLAIMS};
 pub use parse::{
     Level, Preset, Problem, Requirement, Reverification, RuleError, RuleSet, Scope,
     MAX_QUERY_BYTES, MAX_REQUIREMENTS,

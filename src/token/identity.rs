@@ -19,6 +19,18 @@ pub const MAX_HEADER_VALUE: usize = 1024;
 /// `proxy_buffer_size` (4 KiB) must hold it with the status line.
 pub const MAX_HEADER_BLOCK: usize = 3072;
 
+/// The identity headers, in the order they are rendered; `X-User-Id` is
+/// always there, the others only when the token has a non-empty value.
+pub const HEADER_NAMES: [&str; 7] = [
+    "X-User-Id",
+    "X-Session-Id",
+    "X-Org-Id",
+    "X-Org-Role",
+    "X-Org-Slug",
+    "X-Org-Permissions",
+    "X-Actor-Id",
+];
+
 /// The identity headers of a verified token.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Identity {
@@ -90,10 +102,11 @@ impl Identity {
     /// Fails if a value could break the header block.
     pub fn render_headers(&self, out: &mut String) -> Result<(), TokenError> {
         let start = out.len();
-        push_header(out, "X-User-Id", &self.user_id)?;
-        for (name, value) in self.optional() {
-            if let Some(value) = value.as_deref().filter(|v| !v.is_empty()) {
-                out.push_str("\r\n");
+        for (i, (name, value)) in HEADER_NAMES.iter().zip(self.values()).enumerate() {
+            if i == 0 || !value.is_empty() {
+                if i > 0 {
+                    out.push_str("\r\n");
+                }
                 push_header(out, name, value)?;
             }
         }
@@ -102,27 +115,21 @@ impl Identity {
         }
         Ok(())
     }
-}
 
-impl Identity {
-    /// The optional headers with their values.
-    fn optional(&self) -> [(&'static str, &Option<String>); 6] {
+    /// The values of [`HEADER_NAMES`], in that order; "" where absent.
+    pub fn values(&self) -> [&str; 7] {
+        fn value(v: &Option<String>) -> &str {
+            v.as_deref().unwrap_or("")
+        }
         [
-            ("X-Session-Id", &self.session_id),
-            ("X-Org-Id", &self.org_id),
-            ("X-Org-Role", &self.org_role),
-            ("X-Org-Slug", &self.org_slug),
-            ("X-Org-Permissions", &self.org_permissions),
-            ("X-Actor-Id", &self.actor_id),
+            &self.user_id,
+            value(&self.session_id),
+            value(&self.org_id),
+            value(&self.org_role),
+            value(&self.org_slug),
+            value(&self.org_permissions),
+            value(&self.actor_id),
         ]
-    }
-
-    /// The names of the optional headers this identity does not set.
-    pub fn absent_headers(&self) -> impl Iterator<Item = &'static str> + '_ {
-        self.optional()
-            .into_iter()
-            .filter(|(_, value)| value.as_deref().is_none_or(str::is_empty))
-            .map(|(name, _)| name)
     }
 }
 
