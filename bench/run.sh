@@ -57,6 +57,9 @@
 #                                HS_CONNECTIONS (2) connections, one per exchange thread
 # One handshake round costs jwtgate B3 + B4 (two requests; Clerk's Frontend API answers
 # the one in between). CPU is jwtgate's alone (the stand-in's is shown apart).
+# BASELINE=<git revision> adds two rows, built from that revision (git archive, its own
+# target directory under target/bench), to compare a change with what it replaced in the
+# same run: 11 (row 2 against it) and 12 (row 3 against it; not with STOCK_ONLY=1).
 # HANDSHAKE_ONLY=1: only these rows (with QUICK=1: a quick look), printed and written to
 # $WORK/handshake.md; RESULTS is not touched.
 # Per row: requests/s, p50 and p99 latency (wrk), server CPU per request
@@ -106,6 +109,7 @@ AZP=https://app.bench.jwtgate.invalid
 BAR_HELLO_RATIO=0.95 BAR_HELLO_P99_MS=0.5 BAR_VERIFY_PLUS_US=5 BAR_NGINX_RATIO=0.95
 BAR_CACHE_RATIO=0.7 BAR_NODE_RATIO=12 BAR_RSS_MIB=64 BAR_READY_MS=50
 BAR_STOCK_RATIO=0.95 # (2)/(9): a cache hit against the stock may_minihttp hello (issue 9)
+BAR_BASELINE_RATIO=0.95 BAR_BASELINE_COST=1.05 # "no regression" against BASELINE (issue 7)
 
 PORT_HELLO=$((BASE_PORT + 1)) PORT_JWTGATE=$((BASE_PORT + 2)) PORT_POOL=$((BASE_PORT + 3))
 PORT_NGINX_AUTH=$((BASE_PORT + 4)) PORT_NGINX_CACHE=$((BASE_PORT + 5))
@@ -113,6 +117,8 @@ PORT_NGINX_HELLO=$((BASE_PORT + 6)) PORT_NGINX_STATIC=$((BASE_PORT + 7))
 PORT_NODE=$((BASE_PORT + 8)) PORT_START=$((BASE_PORT + 9)) PORT_STOCK=$((BASE_PORT + 10))
 PORT_BROWSER=$((BASE_PORT + 11)) PORT_BAPI=$((BASE_PORT + 12))
 HANDSHAKE_ONLY=${HANDSHAKE_ONLY:-0}
+BASELINE=${BASELINE:-}
+PORT_BASELINE=$((BASE_PORT + 13)) PORT_BASELINE_POOL=$((BASE_PORT + 14))
 HS_CONNECTIONS=${HS_CONNECTIONS:-2}
 
 ROW_NAMES=(""
@@ -126,11 +132,15 @@ ROW_NAMES=(""
     "node @clerk/backend verifyToken"
     "hello on stock may_minihttp 0.1.11"
     "jwtgate direct, 1 token, 3 location rules (cache hit)"
+    "row 2 on jwtgate at BASELINE ${BASELINE:0:12}"
+    "row 3 on jwtgate at BASELINE ${BASELINE:0:12}"
 )
 # The rows measured, in order.
 if [[ $STOCK_ONLY == 1 ]]; then ROWS=(1 9 2); else ROWS=(1 2 3 4 5 6 7 8 9 10); fi
+if [[ -n $BASELINE && $STOCK_ONLY == 1 ]]; then ROWS+=(11); elif [[ -n $BASELINE ]]; then ROWS+=(11 12); fi
 
 JWTGATE=$REPO/target/release/jwtgate
+BASELINE_JWTGATE=$WORK/baseline/target/release/jwtgate
 HELLO=$REPO/target/release/examples/hello
 STOCK_HELLO=$REPO/target/stock-hello/release/stock-hello
 MINT=$REPO/target/release/examples/mint_tokens
@@ -291,6 +301,15 @@ build() {
     # root's release profile, and a target directory of its own.
     CARGO_TARGET_DIR=$REPO/target/stock-hello cargo build --release --quiet --locked \
         --manifest-path "$REPO/bench/stock-hello/Cargo.toml"
+    if [[ -n $BASELINE ]]; then
+        local rev
+        rev=$(git -C "$REPO" rev-parse --verify --quiet "$BASELINE^{commit}") || die "BASELINE=$BASELINE is no commit"
+        log "building jwtgate at BASELINE $rev"
+        rm -rf "$WORK/baseline/src" && mkdir -p "$WORK/baseline/src"
+        git -C "$REPO" archive "$rev" | tar -x -C "$WORK/baseline/src"
+        CARGO_TARGET_DIR=$WORK/baseline/target cargo build --release --quiet --locked \
+            --manifest-path "$WORK/baseline/src/Cargo.toml" --bin jwtgate
+    fi
     if [[ $STOCK_ONLY != 1 && ! -d $REPO/bench/node/node_modules ]]; then
         log "installing the node peer (npm ci)"
         (cd "$REPO/bench/node" && npm ci --no-audit --no-fund --loglevel=error)
@@ -330,8 +349,8 @@ TOML
     echo "$WORK/jwtgate-$1.toml"
 }
 
-start_jwtgate() { # NAME PORT
-    start "$1" "$JWTGATE" --config "$(jwtgate_config "$2")"
+start_jwtgate() { # NAME PORT [BINARY]
+    start "$1" "${3:-$JWTGATE}" --config "$(jwtgate_config "$2")"
     wait_until 10 is_200 "$2" /readyz || die "jwtgate on port $2 never ready: $(<"$WORK/logs/$1.log")"
 }
 
@@ -400,6 +419,7 @@ start_servers() {
     start stock-hello "$STOCK_HELLO" "127.0.0.1:$PORT_STOCK"
     wait_until 10 is_200 "$PORT_STOCK" / || die "stock hello never answered"
     start_jwtgate jwtgate "$PORT_JWTGATE"
+    [[ -z $BASELINE ]] || start_jwtgate jwtgate-baseline "$PORT_BASELINE" "$BASELINE_JWTGATE"
     [[ $STOCK_ONLY != 1 ]] || return 0
     start_nginx nginx-auth "$PORT_NGINX_AUTH" "$PORT_JWTGATE" auth
     start_nginx nginx-cache "$PORT_NGINX_CACHE" "$PORT_JWTGATE" cache
@@ -417,6 +437,7 @@ check_servers() {
     expect "$PORT_STOCK" /auth "$AUTH" 200 "X-User-Id: user_hello"
     expect "$PORT_JWTGATE" /auth "$AUTH" 200 "X-User-Id: user_00000000"
     expect "$PORT_JWTGATE" /auth "" 401
+    [[ -z $BASELINE ]] || expect "$PORT_BASELINE" /auth "$AUTH" 200 "X-User-Id: user_00000000"
     expect "$PORT_JWTGATE" "/auth?role=org:admin&permission=org:dashboard:manage&org=required" "$AUTH" 200 "X-Org-Role: org:admin"
     if [[ $STOCK_ONLY == 1 ]]; then
         log "every server answers as expected"
@@ -565,23 +586,26 @@ URL_STOCK=http://127.0.0.1:$PORT_STOCK/auth
 # that would fill the cache it measures).
 row_1() { measure 1 "$1" "$URL_HELLO" hello; }
 row_2() { measure 2 "$1" "$URL_JWTGATE" jwtgate; }
-row_3() {
-    start_jwtgate jwtgate-pool "$PORT_POOL"
-    measure 3 "$1" "$URL_POOL" jwtgate-pool TOKEN_FILE="$TOKENS/pool.txt" STOP_AFTER="$POOL"
+row_3() { pool_row 3 "$1" jwtgate-pool "$PORT_POOL" "$JWTGATE"; }
+# pool_row ROW ROUND NAME PORT BINARY: a fresh jwtgate sent each pooled token once.
+pool_row() {
+    local row=$1 round=$2 name=$3 port=$4 url=http://127.0.0.1:$4/auth
+    start_jwtgate "$name" "$port" "$5"
+    measure "$row" "$round" "$url" "$name" TOKEN_FILE="$TOKENS/pool.txt" STOP_AFTER="$POOL"
     local counts sent=$REQUESTS
-    counts=$(cache_counts "$PORT_POOL")
-    log "row 3 round $1: jwtgate saw ${counts% *} cache hits, ${counts#* } misses"
-    printf '%s\t%s\t%s\n' "$1" "${counts% *}" "${counts#* }" >>"$WORK/pool-cache.tsv"
+    counts=$(cache_counts "$port")
+    log "row $row round $round: jwtgate saw ${counts% *} cache hits, ${counts#* } misses"
+    ((row != 3)) || printf '%s\t%s\t%s\n' "$round" "${counts% *}" "${counts#* }" >>"$WORK/pool-cache.tsv"
     # Send the tokens not sent yet (unmeasured), so that all POOL are cached
     # when the peak RSS is read.
     if ((sent < POOL)); then
-        WRK_SECONDS=120 wrk_run "$URL_POOL" TOKEN_FILE="$TOKENS/pool.txt" \
+        WRK_SECONDS=120 wrk_run "$url" TOKEN_FILE="$TOKENS/pool.txt" \
             START_INDEX="$sent" STOP_AFTER=$((POOL - sent))
     fi
-    counts=$(cache_counts "$PORT_POOL")
-    log "row 3 round $1: ${counts#* } tokens verified and cached; peak RSS $(($(peak_kb "${PID[jwtgate-pool]}") / 1024)) MiB"
-    record_rss 3 "$1" jwtgate-pool
-    stop jwtgate-pool
+    counts=$(cache_counts "$port")
+    log "row $row round $round: ${counts#* } tokens verified and cached; peak RSS $(($(peak_kb "${PID[$name]}") / 1024)) MiB"
+    record_rss "$row" "$round" "$name"
+    stop "$name"
 }
 row_4() { measure 4 "$1" "$URL_NGINX_AUTH" "nginx-auth jwtgate"; }
 row_5() { measure 5 "$1" "$URL_NGINX_CACHE" "nginx-cache jwtgate"; }
@@ -593,10 +617,14 @@ row_9() { measure 9 "$1" "$URL_STOCK" stock-hello; }
 # org:dashboard:manage): what a rule costs on a cache hit (issue 10).
 URL_RULES="$URL_JWTGATE?role=org:admin&permission=org:dashboard:manage&org=required"
 row_10() { measure 10 "$1" "$URL_RULES" jwtgate; }
+URL_BASELINE=http://127.0.0.1:$PORT_BASELINE/auth
+row_11() { measure 11 "$1" "$URL_BASELINE" jwtgate-baseline; }
+row_12() { pool_row 12 "$1" jwtgate-baseline-pool "$PORT_BASELINE_POOL" "$BASELINE_JWTGATE"; }
 ROW_SERVERS=("" hello jwtgate jwtgate-pool "nginx-auth jwtgate" "nginx-cache jwtgate"
-    "nginx-hello hello" nginx-static node stock-hello jwtgate)
+    "nginx-hello hello" nginx-static node stock-hello jwtgate jwtgate-baseline jwtgate-baseline-pool)
 ROW_URLS=("" "$URL_HELLO" "$URL_JWTGATE" "$URL_POOL" "$URL_NGINX_AUTH" "$URL_NGINX_CACHE"
-    "$URL_NGINX_HELLO" "$URL_NGINX_STATIC" "$URL_NODE" "$URL_STOCK" "$URL_RULES")
+    "$URL_NGINX_HELLO" "$URL_NGINX_STATIC" "$URL_NODE" "$URL_STOCK" "$URL_RULES" "$URL_BASELINE"
+    "http://127.0.0.1:$PORT_BASELINE_POOL/auth")
 
 run_rounds() {
     : >"$SAMPLES"
@@ -606,11 +634,11 @@ run_rounds() {
     for round in $(seq "$ROUNDS"); do
         log "round $round of $ROUNDS ($DURATION s per row)"
         for row in "${ROWS[@]}"; do
-            if ((round == 1 && row != 3 && WARMUP > 0)); then warm_up "${ROW_URLS[row]}"; fi
+            if ((round == 1 && row != 3 && row != 12 && WARMUP > 0)); then warm_up "${ROW_URLS[row]}"; fi
             "row_$row" "$round"
         done
         for row in "${ROWS[@]}"; do
-            ((row == 3)) || record_rss "$row" "$round" "${ROW_SERVERS[row]}"
+            ((row == 3 || row == 12)) || record_rss "$row" "$round" "${ROW_SERVERS[row]}"
         done
     done
 }
@@ -788,7 +816,7 @@ ratio() { calc "$1 / $2" | xargs printf '%.3f'; }
 report() {
     local verify_us=$1 ready_ms=$2 row
     local -a rps p50 p99 cpu
-    for row in 1 2 3 4 5 6 7 8 9 10; do
+    for row in "${ROWS[@]}"; do
         rps[row]=$(med "$row" 3 | xargs printf '%.0f')
         p50[row]=$(calc "$(med "$row" 4) / 1000" | xargs printf '%.3f')
         p99[row]=$(calc "$(med "$row" 5) / 1000" | xargs printf '%.3f')
@@ -824,7 +852,7 @@ report() {
         echo
         echo "| # | row | req/s | p50 ms | p99 ms | server CPU µs/req | peak RSS MiB (VmHWM) |"
         echo "|---|---|---:|---:|---:|---:|---|"
-        for row in 1 2 3 4 5 6 7 8 9 10; do
+        for row in "${ROWS[@]}"; do
             echo "| $row | ${ROW_NAMES[row]} | ${rps[row]} | ${p50[row]} | ${p99[row]} | ${cpu[row]} | $(rss_of "$row") |"
         done
         echo
@@ -840,6 +868,10 @@ report() {
         echo "- (2)/(8) jwtgate cached / node: $(ratio "${rps[2]}" "${rps[8]}")x; (4)/(8) through nginx / node: $(ratio "${rps[4]}" "${rps[8]}")x"
         echo "- (3) CPU per request: ${cpu[3]} µs; one RS256 verify (openssl speed rsa2048, 1 core): $verify_us µs; + $BAR_VERIFY_PLUS_US µs = $(calc "$verify_us + $BAR_VERIFY_PLUS_US") µs. The HTTP round itself costs (1) ${cpu[1]} µs (hello) and (2) ${cpu[2]} µs (a cache hit), so a miss costs (3) - (2) = $(calc "${cpu[3]} - ${cpu[2]}" | xargs printf '%.1f') µs on top of a hit"
         echo "- start to ready (exec to /readyz 200, PEM key, median of $START_RUNS): $ready_ms ms"
+        if [[ -n $BASELINE ]]; then
+            echo "- (2)/(11) cache hit, this commit / BASELINE $BASELINE: $(ratio "${rps[2]}" "${rps[11]}")x req/s; CPU/req $(ratio "${cpu[2]}" "${cpu[11]}")x; p99 $(calc "${p99[2]} - ${p99[11]}" | xargs printf '%+.3f') ms"
+            echo "- (3)/(12) miss, this commit / BASELINE: $(ratio "${rps[3]}" "${rps[12]}")x req/s; CPU/req $(ratio "${cpu[3]}" "${cpu[12]}")x; peak RSS with $POOL cached tokens $(rss_mib 3) / $(rss_mib 12) MiB = $(ratio "$(rss_mib 3)" "$(rss_mib 12)")x"
+        fi
         echo
         echo "## Bars"
         echo
@@ -854,6 +886,11 @@ report() {
         bar "($best)/(8) req/s (better of 2 and 4)" "$(ratio "${rps[best]}" "${rps[8]}")" ">=" "$BAR_NODE_RATIO" x
         bar "peak RSS with $POOL cached tokens (row 3)" "$(rss_mib 3)" "<=" "$BAR_RSS_MIB" " MiB"
         bar "start to ready" "$ready_ms" "<=" "$BAR_READY_MS" " ms"
+        if [[ -n $BASELINE ]]; then
+            bar "(2)/(11) req/s (against BASELINE)" "$(ratio "${rps[2]}" "${rps[11]}")" ">=" "$BAR_BASELINE_RATIO" x
+            bar "(3)/(12) CPU/req (against BASELINE)" "$(ratio "${cpu[3]}" "${cpu[12]}")" "<=" "$BAR_BASELINE_COST" x
+            bar "(3)/(12) peak RSS (against BASELINE)" "$(ratio "$(rss_mib 3)" "$(rss_mib 12)")" "<=" "$BAR_BASELINE_COST" x
+        fi
         echo
         echo "## Against the previous results"
         echo
@@ -930,6 +967,7 @@ report_stock() {
         echo
         echo "- (1)/(9) hello, patched / stock: $(ratio "${rps[1]}" "${rps[9]}")x req/s; CPU/req $(ratio "${cpu[1]}" "${cpu[9]}")x; p99 $(calc "${p99[1]} - ${p99[9]}" | xargs printf '%+.3f') ms"
         echo "- (2)/(9) jwtgate cache hit / stock hello: $(ratio "${rps[2]}" "${rps[9]}")x req/s; CPU/req $(ratio "${cpu[2]}" "${cpu[9]}")x"
+        [[ -z $BASELINE ]] || echo "- (2)/(11) jwtgate cache hit, this commit / BASELINE $BASELINE: $(ratio "${rps[2]}" "${rps[11]}")x req/s; CPU/req $(ratio "${cpu[2]}" "${cpu[11]}")x"
         bar "(2)/(9) req/s" "$(ratio "${rps[2]}" "${rps[9]}")" ">=" "$BAR_STOCK_RATIO" x
         echo
         echo "| # | round | req/s | p50 µs | p99 µs | CPU µs/req | requests | socket errors | other load |"

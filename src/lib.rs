@@ -19,7 +19,8 @@
 //! - [`verify`]: one token against the keys and a [`Policy`]: signature
 //!   before claims.
 //! - [`gate`]: from request headers to a [`Decision`]: token extraction,
-//!   the verified-token cache, the HTTP service and the metrics.
+//!   the grant a verified token earns, the verified-token cache, the HTTP
+//!   service and the metrics.
 //!
 //! On top, the daemon and its command line:
 //!

@@ -6,7 +6,7 @@
 //! cannot aim a forged token at a cached entry; whole token, because a
 //! cache keyed by the signature alone would let a forged payload ride a
 //! cached entry. 16 bytes a key instead of the ~800-byte token; an entry is
-//! still about 900 bytes (see `ENTRY_BYTES`).
+//! about 360 bytes (see `ENTRY_BYTES`).
 //!
 //! An entry holds the [`Grant`] (identity, rule facts and rendered response
 //! headers) and until when it may be reused. It is used only while
@@ -26,10 +26,12 @@ use crate::sync::lock;
 use siphasher::sip128::{Hasher128, SipHasher24};
 
 /// Approximate memory of one entry: the 16-byte key, the LRU node, the
-/// hash-table slot, and the grant: the identity's strings, the rule facts
-/// and a ~150-byte header block, each its own allocation. Measured: bench
-/// row 3 holds 100,000 tokens in about 88 MiB above the daemon's base.
-pub const ENTRY_BYTES: usize = 900;
+/// hash-table slot, and the grant (see [`crate::gate::grant`]: its struct
+/// in the `Arc`, one text of identity values and rule-fact strings, and the
+/// fact table when the token has org permissions, features or plans).
+/// Measured with bench row 3's tokens (v2, an org with two permissions):
+/// 100,000 take about 34 MiB above the daemon's base.
+pub const ENTRY_BYTES: usize = 360;
 const SHARDS: usize = 16;
 
 /// What a hit gives back.

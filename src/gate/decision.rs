@@ -175,7 +175,8 @@ impl Decision {
                 if set_cookies.is_empty() {
                     // nginx keeps an `@T` entry through the whole second T.
                     let last_second = grant.reuse_until_ms.div_euclid(1000) - 1;
-                    let _ = write!(out, "\r\nX-Accel-Expires: @{last_second}");
+                    out.push_str("\r\nX-Accel-Expires: @");
+                    out.push_str(itoa::Buffer::new().format(last_second));
                 } else {
                     // Never cached: see the module doc.
                     push_line(out, "X-Accel-Expires", "0");
