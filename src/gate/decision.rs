@@ -188,12 +188,8 @@ impl Decision {
             }
             Decision::Anonymous if style == Style::Forward => {
                 // Every identity header, empty (see the module doc on Caddy).
-                for (i, name) in HEADER_NAMES.iter().enumerate() {
-                    if i > 0 {
-                        out.push_str("\r\n");
-                    }
-                    out.push_str(name);
-                    out.push_str(": ");
+                for start in LINE_STARTS {
+                    out.push_str(start);
                 }
             }
             Decision::Anonymous => {}
@@ -264,16 +260,24 @@ fn push_challenge(out: &mut String, reason: &str) {
     );
 }
 
+/// How each identity header's line starts ([`HEADER_NAMES`] with `: `,
+/// and CRLF before all but the first): two writes a header at each hit.
+const LINE_STARTS: [&str; HEADER_NAMES.len()] = [
+    "X-User-Id: ",
+    "\r\nX-Session-Id: ",
+    "\r\nX-Org-Id: ",
+    "\r\nX-Org-Role: ",
+    "\r\nX-Org-Slug: ",
+    "\r\nX-Org-Permissions: ",
+    "\r\nX-Actor-Id: ",
+];
+
 /// The identity's lines (`X-User-Id` always, the others when not empty),
 /// then the extra lines, as the verifier checked them.
 fn push_grant(out: &mut String, grant: &Grant) {
-    for (i, (name, value)) in HEADER_NAMES.iter().zip(grant.values()).enumerate() {
+    for (i, (start, value)) in LINE_STARTS.iter().zip(grant.values()).enumerate() {
         if i == 0 || !value.is_empty() {
-            if i > 0 {
-                out.push_str("\r\n");
-            }
-            out.push_str(name);
-            out.push_str(": ");
+            out.push_str(start);
             out.push_str(value);
         }
     }
@@ -283,11 +287,9 @@ fn push_grant(out: &mut String, grant: &Grant) {
 /// Every identity header the grant has no value for, empty (see the module
 /// doc on Caddy).
 fn push_absent(out: &mut String, grant: &Grant) {
-    for (name, value) in HEADER_NAMES.iter().zip(grant.values()).skip(1) {
+    for (start, value) in LINE_STARTS.iter().zip(grant.values()).skip(1) {
         if value.is_empty() {
-            out.push_str("\r\n");
-            out.push_str(name);
-            out.push_str(": ");
+            out.push_str(start);
         }
     }
 }
@@ -328,6 +330,14 @@ fn push_cookies(out: &mut String, style: Style, cookies: &[String]) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn line_starts_are_the_identity_header_names() {
+        for (i, (start, name)) in LINE_STARTS.iter().zip(HEADER_NAMES).enumerate() {
+            let crlf = if i == 0 { "" } else { "\r\n" };
+            assert_eq!(*start, format!("{crlf}{name}: "));
+        }
+    }
 
     fn redirect() -> Decision {
         Decision::Redirect(Box::new(Redirect {
