@@ -360,19 +360,17 @@ impl OwnedFacts {
     /// The facts of a payload (the JSON claims). Never fails: an
     /// unreadable payload gives broken facts.
     pub fn from_payload(payload: &[u8]) -> OwnedFacts {
-        let mut text = String::new();
-        let table = FactTable::from_payload(payload, &mut text, 0);
-        OwnedFacts {
-            table,
-            text,
-            issuer: None,
-        }
+        OwnedFacts::build(|text| FactTable::from_payload(payload, text, 0))
     }
 
     /// The same from claims the verifier already parsed.
     pub fn from_claims(claims: &Claims) -> OwnedFacts {
+        OwnedFacts::build(|text| FactTable::from_claims(claims, text, 0))
+    }
+
+    fn build(table_into: impl FnOnce(&mut String) -> FactTable) -> OwnedFacts {
         let mut text = String::new();
-        let table = FactTable::from_claims(claims, &mut text, 0);
+        let table = table_into(&mut text);
         OwnedFacts {
             table,
             text,
