@@ -174,6 +174,39 @@ mod tests {
     }
 
     #[test]
+    fn a_hit_renders_what_verification_checked() {
+        use crate::gate::decision::{Decision, Source};
+        for v in [
+            serde_json::json!({"sub": "user_1"}),
+            serde_json::json!({"sub": "user_1", "sid": "s", "act": {"sub": "user_a"}}),
+            serde_json::json!({"sub": "u", "org_id": "o", "org_role": "org:admin",
+                               "org_slug": "acme", "org_permissions": ["org:a:b", "org:c:d"]}),
+            serde_json::json!({"sub": "u", "sid": "s", "v": 2, "fea": "o:a",
+                               "o": {"id": "o", "rol": "member", "per": "x,y", "fpm": "2"}}),
+        ] {
+            let claims = claims(v.clone());
+            let identity = Identity::from_claims(&claims).unwrap();
+            let mut checked = String::new();
+            identity.render_headers(&mut checked).unwrap();
+            let grant = Grant::new(GrantParts {
+                issuer: 0,
+                identity: &identity,
+                facts_from: Some(&claims),
+                extra_headers: "\r\nX-Email: a@b.c",
+                reuse_until_ms: 1_700_000_060_000,
+            })
+            .unwrap();
+            let mut out = String::new();
+            Decision::allow(std::sync::Arc::new(grant), Source::Cache).render_headers(&mut out);
+            assert_eq!(
+                out,
+                format!("{checked}\r\nX-Email: a@b.c\r\nX-Accel-Expires: @1700000059"),
+                "{v}"
+            );
+        }
+    }
+
+    #[test]
     fn a_token_without_optional_claims() {
         let claims = claims(serde_json::json!({"sub": "user_2"}));
         let identity = Identity::from_claims(&claims).unwrap();
