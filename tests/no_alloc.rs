@@ -1,11 +1,15 @@
-//! The hot path allocates nothing: a cache hit through `App::decide` (the
-//! whole `/auth` decision: token lookup, cache, header block, metrics) is
-//! run under a counting global allocator.
+//! The hot path allocates nothing, under a counting global allocator: a
+//! cache hit through `Gate::decide` (the whole `/auth` decision: token
+//! lookup, cache, location rules, header block, metrics), and a rule on its
+//! own: parsing the query, evaluating it against a token's facts (kept with
+//! the cached verification), and writing the 403 headers into the response
+//! buffer. (The count is per thread, so the tests may run in parallel.)
 
 mod common;
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
+use std::hint::black_box;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -15,8 +19,10 @@ use jwtgate::gate::metrics::Metrics;
 use jwtgate::gate::Call;
 use jwtgate::keys::jwk::VerifyingKey;
 use jwtgate::keys::store::KeyStore;
+use jwtgate::rules::{evaluate, OwnedFacts, RuleSet, Verdict};
 use jwtgate::verify::{now_ms, Verifier};
 use jwtgate::{Gate, GateOptions};
+use serde_json::json;
 
 struct Counting;
 
@@ -71,8 +77,8 @@ fn a_cache_hit_allocates_nothing() {
         Arc::new(Metrics::default()),
     );
     let mut hot = claims("user_hot");
-    hot["fea"] = serde_json::json!("o:billing");
-    hot["o"] = serde_json::json!({"id": "org_1", "slg": "acme", "rol": "admin", "per": "manage", "fpm": "1"});
+    hot["fea"] = json!("o:billing");
+    hot["o"] = json!({"id": "org_1", "slg": "acme", "rol": "admin", "per": "manage", "fpm": "1"});
     let token = key.sign(&hot);
     let authorization = format!("Bearer {token}");
     let cookie = String::from("theme=dark; other=1");
@@ -110,4 +116,63 @@ fn a_cache_hit_allocates_nothing() {
         );
     }
     assert!(out.starts_with("X-User-Id: user_hot\r\n"), "{out}");
+}
+
+#[test]
+fn parsing_and_evaluating_rules_allocates_nothing() {
+    let v1 = OwnedFacts::from_payload(
+        json!({"sub": "u", "org_id": "org_1", "org_role": "org:admin",
+               "org_permissions": ["org:billing:manage"], "fea": "o:teams", "pla": "u:pro",
+               "fva": [3, 30]})
+        .to_string()
+        .as_bytes(),
+    );
+    let v2 = OwnedFacts::from_payload(
+        json!({"sub": "u", "v": 2, "fea": "o:dashboard,o:teams",
+               "o": {"id": "org_1", "rol": "admin", "per": "manage,read", "fpm": "3,2"},
+               "fva": [3, 30]})
+        .to_string()
+        .as_bytes(),
+    );
+    let queries = [
+        "",
+        "optional=1",
+        "role=org:admin",
+        "role=org%3Amember",
+        "permission=org:billing:manage&org=required",
+        "permission=org:teams:read&feature=o:teams&plan=pro",
+        "reverify=strict",
+        "reverify=first_factor:10&role=admin",
+        "reverify=multi_factor:60",
+        "feature=user:nothing",
+        "role=", // an operator error is no allocation either
+    ];
+    let mut out = String::with_capacity(1024);
+    let before = allocations();
+    let mut outcomes = [0usize; 3];
+    for _ in 0..100 {
+        for query in queries {
+            for facts in [&v1.facts(), &v2.facts()] {
+                out.clear();
+                match RuleSet::parse(black_box(query)) {
+                    Ok(rules) => match rules.evaluate(facts) {
+                        Verdict::Allow => outcomes[0] += 1,
+                        Verdict::Forbidden(forbidden) => {
+                            forbidden.write_headers(&mut out);
+                            outcomes[1] += 1;
+                        }
+                    },
+                    Err(_) => outcomes[2] += 1,
+                }
+                black_box(&out);
+                // The one-pass path for a valid token.
+                if let Ok(Verdict::Forbidden(forbidden)) = evaluate(black_box(query), facts) {
+                    forbidden.write_headers(&mut out);
+                }
+                black_box(&out);
+            }
+        }
+    }
+    assert_eq!(allocations() - before, 0, "rules allocated");
+    assert!(outcomes.iter().all(|n| *n > 0), "{outcomes:?}");
 }
