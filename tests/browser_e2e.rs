@@ -51,7 +51,6 @@ mod common;
 mod fake_clerk;
 
 use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
@@ -59,7 +58,9 @@ use std::time::{Duration, Instant};
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use browser::Browser;
-use common::{free_port, now, repo_path, Daemon, TempDir};
+use common::{
+    free_port, nginx_bin, now, replace_directive, replace_once, repo_path, Daemon, TempDir,
+};
 use fake_clerk::{
     serve, FakeClerk, Forge, Req, Resp, Settings, Tls, Transport, APP_HOST, AP_HOST, FAPI_HOST,
     SECRET_KEY, SIGN_IN_URL, TRANSPORTS,
@@ -137,53 +138,6 @@ impl App {
 // ---------------------------------------------------------------------------
 // nginx with the shipped example-site.conf over TLS
 // ---------------------------------------------------------------------------
-
-fn nginx_bin() -> PathBuf {
-    if let Some(path) = std::env::var_os("NGINX") {
-        return PathBuf::from(path);
-    }
-    ["/usr/sbin/nginx", "/usr/local/sbin/nginx"]
-        .iter()
-        .map(PathBuf::from)
-        .find(|p| p.exists())
-        .unwrap_or_else(|| PathBuf::from("nginx"))
-}
-
-/// Replaces `from` with `to`, insisting that `from` occurs exactly once.
-fn replace_once(text: &str, from: &str, to: &str, file: &str) -> String {
-    let n = text.matches(from).count();
-    assert_eq!(n, 1, "expected {from:?} exactly once in {file}, found {n}");
-    text.replacen(from, to, 1)
-}
-
-/// Replaces the one directive `name ...;` (at line start, comments aside;
-/// a trailing comment such as the example's `# CHANGE` goes with it).
-fn replace_directive(text: &str, name: &str, to: &str, file: &str) -> String {
-    let hits: Vec<usize> = text
-        .lines()
-        .enumerate()
-        .filter(|(_, l)| {
-            let t = l.trim_start();
-            let code = t.split_once(" #").map_or(t, |(code, _)| code);
-            t.starts_with(&format!("{name} ")) && code.trim_end().ends_with(';')
-        })
-        .map(|(i, _)| i)
-        .collect();
-    assert_eq!(hits.len(), 1, "expected one `{name}` directive in {file}");
-    text.lines()
-        .enumerate()
-        .map(|(i, l)| {
-            if i == hits[0] {
-                let indent = &l[..l.len() - l.trim_start().len()];
-                format!("{indent}{to}")
-            } else {
-                l.to_string()
-            }
-        })
-        .collect::<Vec<_>>()
-        .join("\n")
-        + "\n"
-}
 
 /// The real nginx running `nginx/example-site.conf` and its snippets from
 /// a temp dir. Test-time rewrites, each insisting on exactly one match:

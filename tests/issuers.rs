@@ -573,12 +573,9 @@ impl Nginx {
         );
         let path = dir.path("nginx.conf");
         std::fs::write(&path, &conf).unwrap();
-        let bin = ["/usr/sbin/nginx", "/usr/local/sbin/nginx"]
-            .into_iter()
-            .find(|p| std::path::Path::new(p).exists())
-            .unwrap_or("nginx");
+        let bin = nginx_bin();
         let run = |extra: &[&str]| {
-            let mut cmd = std::process::Command::new(bin);
+            let mut cmd = std::process::Command::new(&bin);
             cmd.arg("-p").arg(&dir.0).arg("-c").arg(&path);
             cmd.arg("-e").arg(dir.path("error.log")).args(extra);
             cmd

@@ -41,56 +41,6 @@ const PUBLISHABLE_KEY: &str = "pk_live_Y2xlcmsuZXhhbXBsZS5jb20k";
 // nginx
 // ---------------------------------------------------------------------------
 
-fn nginx_bin() -> PathBuf {
-    if let Some(path) = std::env::var_os("NGINX") {
-        return PathBuf::from(path);
-    }
-    for candidate in [
-        "/usr/sbin/nginx",
-        "/usr/local/sbin/nginx",
-        "/usr/local/nginx/sbin/nginx",
-    ] {
-        if std::path::Path::new(candidate).exists() {
-            return PathBuf::from(candidate);
-        }
-    }
-    PathBuf::from("nginx")
-}
-
-/// Replaces `from` with `to`, insisting that `from` occurs exactly once, so
-/// an edit to the shipped files can't silently make the test run something
-/// else than what it claims.
-fn replace_once(text: &str, from: &str, to: &str, file: &str) -> String {
-    let n = text.matches(from).count();
-    assert_eq!(
-        n, 1,
-        "expected {from:?} exactly once in nginx/{file}, found {n}"
-    );
-    text.replacen(from, to, 1)
-}
-
-/// Replaces the one line whose directive is `name` (indentation kept, a
-/// trailing `# CHANGE` comment dropped), insisting there is exactly one.
-fn replace_directive(text: &str, name: &str, to: &str, file: &str) -> String {
-    let is_it = |l: &str| l.trim_start().starts_with(&format!("{name} "));
-    let n = text.lines().filter(|l| is_it(l)).count();
-    assert_eq!(
-        n, 1,
-        "expected one `{name}` directive in nginx/{file}, found {n}"
-    );
-    text.lines()
-        .map(|l| {
-            if is_it(l) {
-                format!("{}{to}", &l[..l.len() - l.trim_start().len()])
-            } else {
-                l.to_string()
-            }
-        })
-        .collect::<Vec<_>>()
-        .join("\n")
-        + "\n"
-}
-
 /// A real nginx (master + workers) running the shipped configuration,
 /// stopped on drop.
 struct Nginx {

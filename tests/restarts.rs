@@ -191,10 +191,7 @@ struct Nginx {
 
 impl Nginx {
     fn start(jwtgate: SocketAddr) -> Nginx {
-        let bin = ["/usr/sbin/nginx", "/usr/local/sbin/nginx"]
-            .into_iter()
-            .find(|p| Path::new(p).exists())
-            .unwrap_or("nginx");
+        let bin = nginx_bin();
         let dir = TempDir::new("restarts-nginx");
         let d = dir.0.display().to_string();
         std::fs::create_dir_all(dir.path("jwtgate")).unwrap();
@@ -233,7 +230,7 @@ impl Nginx {
             ),
         )
         .unwrap();
-        let child = Command::new(bin)
+        let child = Command::new(&bin)
             .arg("-p")
             .arg(&dir.0)
             .arg("-c")
@@ -245,7 +242,10 @@ impl Nginx {
             .stderr(std::fs::File::create(dir.path("stderr.log")).unwrap())
             .spawn()
             .unwrap_or_else(|e| {
-                panic!("nginx ({bin}): {e}; it is required: apt-get install -y nginx")
+                panic!(
+                    "nginx ({}): {e}; it is required: apt-get install -y nginx",
+                    bin.display()
+                )
             });
         let mut nginx = Nginx { child, addr, dir };
         let deadline = Instant::now() + Duration::from_secs(10);

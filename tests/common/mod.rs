@@ -609,3 +609,53 @@ pub fn wait_child(child: &mut Child, limit: Duration) -> Option<i32> {
     }
     None
 }
+
+/// The nginx binary: `$NGINX`, else Debian's or a local build's path, else
+/// `nginx` from `PATH`.
+pub fn nginx_bin() -> PathBuf {
+    if let Some(path) = std::env::var_os("NGINX") {
+        return PathBuf::from(path);
+    }
+    [
+        "/usr/sbin/nginx",
+        "/usr/local/sbin/nginx",
+        "/usr/local/nginx/sbin/nginx",
+    ]
+    .iter()
+    .map(PathBuf::from)
+    .find(|p| p.exists())
+    .unwrap_or_else(|| PathBuf::from("nginx"))
+}
+
+/// Replaces `from` with `to`, insisting that `from` occurs exactly once, so
+/// an edit to a shipped file can't silently make a test run something else
+/// than what it claims.
+pub fn replace_once(text: &str, from: &str, to: &str, file: &str) -> String {
+    let n = text.matches(from).count();
+    assert_eq!(n, 1, "expected {from:?} exactly once in {file}, found {n}");
+    text.replacen(from, to, 1)
+}
+
+/// Replaces the one nginx directive `name ...;` on a line of its own
+/// (indentation kept; a trailing comment such as the example's `# CHANGE`
+/// goes with it), insisting there is exactly one.
+pub fn replace_directive(text: &str, name: &str, to: &str, file: &str) -> String {
+    let is_it = |l: &str| {
+        let t = l.trim_start();
+        let code = t.split_once(" #").map_or(t, |(code, _)| code);
+        t.starts_with(&format!("{name} ")) && code.trim_end().ends_with(';')
+    };
+    let n = text.lines().filter(|l| is_it(l)).count();
+    assert_eq!(n, 1, "expected one `{name}` directive in {file}, found {n}");
+    text.lines()
+        .map(|l| {
+            if is_it(l) {
+                format!("{}{to}", &l[..l.len() - l.trim_start().len()])
+            } else {
+                l.to_string()
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+        + "\n"
+}
