@@ -10,7 +10,7 @@ use std::time::Duration;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use jwtgate::gate::metrics::Metrics;
-use jwtgate::gate::{Gate, GateOptions, Source};
+use jwtgate::gate::{Decision, Gate, GateOptions, Source};
 use jwtgate::keys::jwk::{parse_jwks, VerifyingKey};
 use jwtgate::keys::store::KeyStore;
 use jwtgate::token::algorithms::AlgorithmSet;
@@ -384,7 +384,7 @@ pub fn header_values<'a>(block: &'a str, name: &str) -> Vec<&'a str> {
 /// The gate's decision for a found token; its header block goes to `out`.
 pub fn authorize(gate: &Gate, token: &str, out: &mut String) -> Result<Source, TokenError> {
     let (grant, source) = gate.authorize(token, NOW_MS)?;
-    out.push_str(&grant.headers);
+    Decision::allow(grant, source).render_headers(out);
     Ok(source)
 }
 
